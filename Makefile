@@ -1,0 +1,104 @@
+# seams: build, deps, tests and demo.  `make V=1` shows full commands.
+BUILD    ?= build
+CC       ?= gcc
+CLANG    ?= clang
+BPFTOOL  ?= bpftool
+ARCH     := x86
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+WARN     := -Wall -Wextra -Werror -Wmissing-field-initializers -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+CFLAGS   += $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser -I$(BUILD)
+LDLIBS   := -lbpf -lelf -lz -ljansson -lpg_query -lgvc -lcgraph -lmicrohttpd -lm -lpthread
+
+# Debian packages seams builds, tests and demos with.  `make deps` installs
+# whatever is missing; test and demo run it first.
+DEB_PKGS := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
+            libpg-query-dev libprotobuf-c-dev libjansson-dev \
+            libgraphviz-dev graphviz libmicrohttpd-dev libcmocka-dev libclang-rt-14-dev \
+            postgresql-15 postgresql-contrib python3 python3-psycopg2 curl iproute2 \
+            chromium
+
+BPF_SRCS  := $(wildcard bpf/*.bpf.c)
+BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
+SKELS     := $(patsubst bpf/%.bpf.c,$(BUILD)/%.skel.h,$(BPF_SRCS))
+USER_SRCS := $(wildcard user/*.c)
+USER_OBJS := $(patsubst user/%.c,$(BUILD)/obj/%.o,$(USER_SRCS))
+# Everything but main(): unit tests link against this.
+LIB_OBJS  := $(filter-out $(BUILD)/obj/main.o,$(USER_OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+# Pure sources the fuzzers exercise (no libbpf, no skeleton).
+FUZZ_LIB  := user/pgwire.c user/sqltables.c
+
+.DELETE_ON_ERROR:
+.SECONDARY:
+.PHONY: all deps test unit e2e fuzz demo bench clean vmlinux
+
+all: $(BUILD)/seams
+
+$(BUILD)/seams: $(USER_OBJS)
+	@echo "  LINK    $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/*.bpf.h) $(wildcard include/*.h) vmlinux/vmlinux.h | $(BUILD)
+	@echo "  BPF     $@"
+	$(Q)$(CLANG) -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(ARCH) \
+		-Iinclude -Ivmlinux -c $< -o $@
+
+$(BUILD)/%.skel.h: $(BUILD)/%.bpf.o
+	@echo "  SKEL    $@"
+	$(Q)$(BPFTOOL) gen skeleton $< > $@
+
+$(BUILD)/obj/%.o: user/%.c $(wildcard user/*.h) $(wildcard include/*.h) $(SKELS) | $(BUILD)/obj
+	@echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests
+	@echo "  TEST    $@"
+	$(Q)$(CC) $(CFLAGS) -Wno-unused-function -o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB) $(wildcard user/*.h) | $(BUILD)/fuzz
+	@echo "  FUZZ    $@"
+	$(Q)$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+		-o $@ $< $(FUZZ_LIB) -ljansson -lpg_query
+
+$(BUILD) $(BUILD)/obj $(BUILD)/tests $(BUILD)/fuzz:
+	$(Q)mkdir -p $@
+
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "  DEPS    installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || \
+		{ echo "make deps: apt-get install failed; run as root with Debian's package lists reachable" >&2; exit 1; }; \
+	fi
+
+unit: $(UNIT_BINS)
+fuzz: $(FUZZ_BINS)
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all unit fuzz
+	$(Q)tests/run.sh
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)tests/demo/run.sh
+
+bench: deps all
+	$(Q)tests/bench/run.sh
+
+# Regenerate the committed CO-RE header from the running kernel.
+vmlinux:
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/vmlinux.h
+
+clean:
+	rm -rf $(BUILD)

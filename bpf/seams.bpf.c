@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: GPL-2.0
+/* seams kernel side: TCP connect/accept/close with the owning process and
+ * cgroup, and connections already open when the capture began, found on
+ * their first read or write.  Tracepoints and raw tracepoints only: kprobes
+ * and fentry are unavailable on the hosts seams targets. */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "seams.h"
+#include "sock.bpf.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Set by the collector before load. */
+const volatile __u32 self_tgid = 0;
+const volatile bool filter_cgroups = false;
+
+/* x86_64 syscall numbers: raw sys_enter/sys_exit see every syscall, so the
+ * first thing done is to drop the ones seams does not care about. */
+#define NR_read     0
+#define NR_write    1
+#define NR_close    3
+#define NR_readv    19
+#define NR_writev   20
+#define NR_dup2     33
+#define NR_accept   43
+#define NR_sendto   44
+#define NR_recvfrom 45
+#define NR_sendmsg  46
+#define NR_recvmsg  47
+#define NR_accept4  288
+#define NR_dup3     292
+
+/* What an fd of a process is, so each fd is classified once. */
+enum fd_kind { FD_OTHER = 1, FD_TCP = 2 };
+
+struct owner {
+	__u64 cgroup_id;
+	__u64 ts_ns;
+	__u32 tgid;
+	__u32 pid;
+	char comm[SEAMS_COMM_LEN];
+};
+
+/* Byte counters at the time tracking began: a connection opened before the
+ * capture reports only what moved during it. */
+struct tracked {
+	__u64 start_ns;
+	__u64 bytes_sent0;
+	__u64 bytes_received0;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* connect() in progress: the owner is known only in the caller's context,
+ * the 4-tuple only once established (in softirq). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct owner);
+} connecting SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct tracked);
+} socks SEC(".maps");
+
+/* (tgid << 32 | fd) -> enum fd_kind.  LRU: exits and exec leave entries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u8);
+} fds SEC(".maps");
+
+/* --cgroup: the cgroup ids whose processes (and descendants) are traced. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SEAMS_MAX_CGROUPS);
+	__type(key, __u64);
+	__type(value, __u8);
+} cgroup_allow SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline bool traced_task(void)
+{
+	if ((bpf_get_current_pid_tgid() >> 32) == self_tgid)
+		return false;
+	if (!filter_cgroups)
+		return true;
+	/* Level 0 is the root; past the task's own depth the helper returns 0. */
+	for (int level = 1; level < SEAMS_CGROUP_DEPTH; level++) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+
+		if (!id)
+			break;
+		if (bpf_map_lookup_elem(&cgroup_allow, &id))
+			return true;
+	}
+	return false;
+}
+
+static __always_inline void current_owner(struct owner *o)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	o->tgid = id >> 32;
+	o->pid = (__u32)id;
+	o->cgroup_id = bpf_get_current_cgroup_id();
+	o->ts_ns = bpf_ktime_get_ns();
+	bpf_get_current_comm(o->comm, sizeof(o->comm));
+}
+
+static __always_inline void track(struct sock *sk, __u64 now)
+{
+	struct tcp_sock *tp = (struct tcp_sock *)sk;
+	struct tracked t = {
+		.start_ns = now,
+		.bytes_sent0 = BPF_CORE_READ(tp, bytes_acked),
+		.bytes_received0 = BPF_CORE_READ(tp, bytes_received),
+	};
+	__u64 key = (__u64)sk;
+
+	if (bpf_map_update_elem(&socks, &key, &t, BPF_NOEXIST) == -E2BIG)
+		count(CNT_SOCK_FULL);
+}
+
+/* Emit a connection event; o == NULL means the current task owns it. */
+static __always_inline void emit(__u32 type, struct sock *sk, const struct owner *o)
+{
+	struct conn_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(CNT_LOST_EVENTS);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	if (o) {
+		e->tgid = o->tgid;
+		e->pid = o->pid;
+		e->cgroup_id = o->cgroup_id;
+		__builtin_memcpy(e->comm, o->comm, sizeof(e->comm));
+	} else if (type != EV_CLOSE) {
+		struct owner cur;
+
+		current_owner(&cur);
+		e->tgid = cur.tgid;
+		e->pid = cur.pid;
+		e->cgroup_id = cur.cgroup_id;
+		__builtin_memcpy(e->comm, cur.comm, sizeof(e->comm));
+	}
+	e->type = type;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sock = (__u64)sk;
+	sock_tuple(sk, e->laddr, e->raddr, &e->lport, &e->rport);
+	if (type == EV_CLOSE) {
+		struct tcp_sock *tp = (struct tcp_sock *)sk;
+		__u64 key = (__u64)sk;
+		struct tracked *t = bpf_map_lookup_elem(&socks, &key);
+
+		if (t) {
+			e->start_ns = t->start_ns;
+			e->bytes_sent = BPF_CORE_READ(tp, bytes_acked) - t->bytes_sent0;
+			e->bytes_received = BPF_CORE_READ(tp, bytes_received) - t->bytes_received0;
+		}
+	}
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int on_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	struct sock *sk = (struct sock *)ctx->skaddr;
+	__u64 key = (__u64)sk;
+	struct owner *o;
+
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	if (ctx->newstate == TCP_SYN_SENT) {
+		/* Runs in connect(): the only moment the caller is current. */
+		struct owner cur;
+
+		if (!traced_task())
+			return 0;
+		current_owner(&cur);
+		bpf_map_update_elem(&connecting, &key, &cur, BPF_ANY);
+		return 0;
+	}
+	if (ctx->oldstate == TCP_SYN_SENT) {
+		o = bpf_map_lookup_elem(&connecting, &key);
+		if (!o)
+			return 0;
+		if (ctx->newstate == TCP_ESTABLISHED) {
+			emit(EV_CONNECT, sk, o);
+			track(sk, o->ts_ns);
+		} else {
+			emit(EV_CONNECT_FAIL, sk, o);
+		}
+		bpf_map_delete_elem(&connecting, &key);
+		return 0;
+	}
+	if (ctx->newstate == TCP_CLOSE && bpf_map_lookup_elem(&socks, &key)) {
+		emit(EV_CLOSE, sk, NULL);
+		bpf_map_delete_elem(&socks, &key);
+	}
+	return 0;
+}
+
+static __always_inline void forget_fd(__u64 tgid, __u64 fd)
+{
+	__u64 key = tgid << 32 | (__u32)fd;
+
+	bpf_map_delete_elem(&fds, &key);
+}
+
+/* First read or write on an fd: remember what it is, and report a TCP
+ * connection that was open before tracking began. */
+static __always_inline void classify_fd(__u64 tgid, int fd)
+{
+	__u64 key = tgid << 32 | (__u32)fd;
+	__u8 kind = FD_OTHER;
+	struct sock *sk;
+	__u64 skey;
+
+	if (bpf_map_lookup_elem(&fds, &key))
+		return;
+	if (!traced_task())
+		goto out;
+	sk = fd_to_sock(fd);
+	if (!sk || !sock_is_tcp(sk))
+		goto out;
+	kind = FD_TCP;
+	skey = (__u64)sk;
+	if (!bpf_map_lookup_elem(&socks, &skey)) {
+		__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+
+		if (state == TCP_ESTABLISHED || state == TCP_CLOSE_WAIT) {
+			emit(EV_SEEN, sk, NULL);
+			track(sk, bpf_ktime_get_ns());
+		}
+	}
+out:
+	bpf_map_update_elem(&fds, &key, &kind, BPF_ANY);
+}
+
+SEC("raw_tracepoint/sys_enter")
+int sys_enter(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	__u64 tgid = bpf_get_current_pid_tgid() >> 32;
+
+	switch (ctx->args[1]) {
+	case NR_read: case NR_write: case NR_readv: case NR_writev:
+	case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg:
+		classify_fd(tgid, (int)BPF_CORE_READ(regs, di));
+		break;
+	case NR_close:
+		forget_fd(tgid, BPF_CORE_READ(regs, di));
+		break;
+	case NR_dup2: case NR_dup3:
+		forget_fd(tgid, BPF_CORE_READ(regs, si));
+		break;
+	}
+	return 0;
+}
+
+SEC("raw_tracepoint/sys_exit")
+int sys_exit(struct bpf_raw_tracepoint_args *ctx)
+{
+	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+	long ret = (long)ctx->args[1];
+	long nr = BPF_CORE_READ(regs, orig_ax);
+	__u64 tgid, key;
+	struct sock *sk;
+	__u8 kind = FD_TCP;
+
+	if ((nr != NR_accept && nr != NR_accept4) || ret < 0 || !traced_task())
+		return 0;
+	sk = fd_to_sock((int)ret);
+	if (!sk || !sock_is_tcp(sk))
+		return 0;
+	emit(EV_ACCEPT, sk, NULL);
+	track(sk, bpf_ktime_get_ns());
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	key = tgid << 32 | (__u32)ret;
+	bpf_map_update_elem(&fds, &key, &kind, BPF_ANY);
+	return 0;
+}

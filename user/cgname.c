@@ -1,0 +1,178 @@
+/* cgroup naming: ids come from bpf_get_current_cgroup_id(), which is the
+ * inode of the cgroup's directory; the kernel turns it back into a path via
+ * open_by_handle_at() on the cgroup2 mount (a kernfs file handle). */
+#include <ctype.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cgname.h"
+
+#define FILEID_KERNFS 0xfe
+
+int cg2_find_mount(char *buf, size_t len)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "r");
+	char line[4096];
+	int ret = -1;
+
+	if (!f)
+		return -1;
+	while (ret && fgets(line, sizeof(line), f)) {
+		/* id parent maj:min root mountpoint opts [optional...] - fstype src opts */
+		char mnt[4096], fstype[64];
+		const char *sep = strstr(line, " - ");
+
+		if (!sep || sscanf(sep, " - %63s", fstype) != 1 || strcmp(fstype, "cgroup2"))
+			continue;
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
+			continue;
+		snprintf(buf, len, "%s", mnt);
+		ret = 0;
+	}
+	fclose(f);
+	return ret;
+}
+
+int cgnames_init(struct cgnames *c)
+{
+	struct stat st;
+
+	memset(c, 0, sizeof(*c));
+	c->mount_fd = -1;
+	if (cg2_find_mount(c->mount, sizeof(c->mount)))
+		return -1;
+	c->mount_fd = open(c->mount, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (c->mount_fd < 0 || fstat(c->mount_fd, &st))
+		return -1;
+	c->root_id = st.st_ino;
+	return 0;
+}
+
+void cgnames_free(struct cgnames *c)
+{
+	void *v;
+
+	u64map_for_each(&c->paths, i, v)
+		free(v);
+	u64map_free(&c->paths);
+	if (c->mount_fd >= 0)
+		close(c->mount_fd);
+}
+
+static char *resolve(struct cgnames *c, uint64_t id)
+{
+	struct {
+		struct file_handle fh;
+		uint64_t id;
+	} h = { .fh = { .handle_bytes = sizeof(uint64_t), .handle_type = FILEID_KERNFS } };
+	char link[64], full[4096];
+	size_t mlen = strlen(c->mount);
+	ssize_t n;
+	int fd;
+
+	if (id == c->root_id)
+		return strdup("/");
+	memcpy(h.fh.f_handle, &id, sizeof(id));
+	fd = open_by_handle_at(c->mount_fd, &h.fh, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, full, sizeof(full) - 1);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	full[n] = '\0';
+	if (strncmp(full, c->mount, mlen) || (full[mlen] && full[mlen] != '/'))
+		return NULL;
+	return strdup(full[mlen] ? full + mlen : "/");
+}
+
+const char *cgnames_path(struct cgnames *c, uint64_t id)
+{
+	char *p = u64map_get(&c->paths, id);
+
+	if (p)
+		return p;
+	p = resolve(c, id);
+	if (p && u64map_put(&c->paths, id, p)) {
+		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+uint64_t cgnames_lookup(struct cgnames *c, const char *arg, char *path, size_t len)
+{
+	size_t mlen = strlen(c->mount);
+	char full[8192];
+	struct stat st;
+
+	if (!strncmp(arg, c->mount, mlen) && (arg[mlen] == '/' || !arg[mlen]))
+		arg += mlen;
+	while (*arg == '/')
+		arg++;
+	snprintf(full, sizeof(full), "%s/%s", c->mount, arg);
+	if (stat(full, &st) || !S_ISDIR(st.st_mode))
+		return 0;
+	snprintf(path, len, "/%s", arg);
+	return st.st_ino;
+}
+
+static int ends_with(const char *s, size_t n, const char *suffix)
+{
+	size_t k = strlen(suffix);
+
+	return n >= k && !memcmp(s + n - k, suffix, k);
+}
+
+/* A 64-hex container id inside s (docker-<id>.scope, cri-containerd-<id>.scope,
+ * crio-<id>.scope, libpod-<id>.scope, or a bare <id> with cgroupfs). */
+static const char *container_id(const char *s, size_t n)
+{
+	for (size_t i = 0; i + 64 <= n; i++) {
+		size_t j = 0;
+
+		if (i && s[i - 1] != '-')
+			continue;
+		while (j < 64 && isxdigit((unsigned char)s[i + j]) && !isupper((unsigned char)s[i + j]))
+			j++;
+		if (j == 64 && (i + 64 == n || s[i + 64] == '.'))
+			return s + i;
+	}
+	return NULL;
+}
+
+void cg_service_name(const char *path, const char *comm, char *out, size_t len)
+{
+	const char *last, *id;
+	size_t n;
+
+	if (!path || !strcmp(path, "/") || !*path) {
+		snprintf(out, len, "%s", comm && *comm ? comm : "root");
+		return;
+	}
+	n = strlen(path);
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	last = path;
+	for (size_t i = 0; i < n; i++)
+		if (path[i] == '/')
+			last = path + i + 1;
+	n -= last - path;
+	id = container_id(last, n);
+	if (id) {
+		snprintf(out, len, "%.12s", id);
+		return;
+	}
+	if (ends_with(last, n, ".service"))
+		n -= strlen(".service");
+	else if (ends_with(last, n, ".scope"))
+		n -= strlen(".scope");
+	else if (ends_with(last, n, ".slice"))
+		n -= strlen(".slice");
+	snprintf(out, len, "%.*s", (int)n, last);
+}

@@ -1,0 +1,35 @@
+/* cgroup v2 ids -> paths -> service names a person recognizes. */
+#ifndef SEAMS_CGNAME_H
+#define SEAMS_CGNAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "u64map.h"
+
+struct cgnames {
+	char mount[4096];   /* where cgroup2 is mounted */
+	int mount_fd;
+	uint64_t root_id;   /* id of the v2 root: its processes are named by comm */
+	struct u64map paths;/* id -> malloc'd path relative to the mount ("/a/b") */
+};
+
+/* Find the cgroup2 mount in /proc/self/mountinfo.  -1 when there is none. */
+int cg2_find_mount(char *buf, size_t len);
+
+int cgnames_init(struct cgnames *c);
+void cgnames_free(struct cgnames *c);
+
+/* The path of a cgroup id, "/" for the root; NULL when the cgroup is gone. */
+const char *cgnames_path(struct cgnames *c, uint64_t id);
+
+/* Resolve a user's --cgroup argument (absolute under the mount, or relative
+ * to it, or a full filesystem path) to its id; 0 when it does not exist. */
+uint64_t cgnames_lookup(struct cgnames *c, const char *arg, char *path, size_t len);
+
+/* The service name for a cgroup path: systemd units lose their suffix,
+ * containers are named by their short id, plain directories by their last
+ * component, and the root cgroup by the process name. */
+void cg_service_name(const char *path, const char *comm, char *out, size_t len);
+
+#endif

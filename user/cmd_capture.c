@@ -1,0 +1,302 @@
+/* seams capture: attach, collect until the duration ends or a signal
+ * arrives, detach, then write the graph. */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/libbpf.h>
+
+#include "cgname.h"
+#include "cmd.h"
+#include "conntrack.h"
+#include "graph.h"
+#include "loader.h"
+
+static volatile sig_atomic_t exiting;
+
+static void on_signal(int sig)
+{
+	exiting = 1;
+}
+
+struct capture {
+	struct cgnames names;
+	struct conntrack ct;
+	uint64_t events;
+};
+
+static uint64_t now_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+/* The service owning an event's task: its cgroup, or in the root cgroup
+ * (or a cgroup already gone) its process name. */
+static struct service *owner_service(struct capture *cap, const struct conn_event *e)
+{
+	char comm[SEAMS_COMM_LEN + 1], name[256];
+	const char *path;
+
+	memcpy(comm, e->comm, SEAMS_COMM_LEN);
+	comm[SEAMS_COMM_LEN] = '\0';
+	path = cgnames_path(&cap->names, e->cgroup_id);
+	cg_service_name(path, comm, name, sizeof(name));
+	return conntrack_service(&cap->ct, name, path ? path : "/", comm);
+}
+
+static int on_event(void *ctx, void *data, size_t size)
+{
+	struct capture *cap = ctx;
+	const struct conn_event *e = data;
+
+	if (size < sizeof(*e))
+		return 0;
+	cap->events++;
+	conntrack_event(&cap->ct, e, e->type == EV_CLOSE ? NULL : owner_service(cap, e));
+	return 0;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: seams capture [--duration SECONDS] [--output FILE|-] [--cgroup PATH]... [-v]\n"
+		"\n"
+		"Trace TCP connections of every cgroup (or only the --cgroup ones and their\n"
+		"children) until the duration ends or Ctrl-C, then write the service graph.\n"
+		"\n"
+		"  -d, --duration SECONDS  stop after this long (default: until Ctrl-C)\n"
+		"  -o, --output FILE       where to write the graph JSON, '-' for stdout\n"
+		"                          (default: graph.json)\n"
+		"  -c, --cgroup PATH       trace only this cgroup v2 subtree; repeatable\n"
+		"  -v, --verbose           show libbpf's messages\n");
+}
+
+/* Fail before attaching, not after a long capture, when the output cannot
+ * be written: create and remove a temporary file beside it. */
+static int check_output(const char *path)
+{
+	char dir[4096], tmp[4200];
+	int fd;
+
+	if (!strcmp(path, "-"))
+		return 0;
+	snprintf(dir, sizeof(dir), "%s", path);
+	snprintf(tmp, sizeof(tmp), "%s/.seams-check-XXXXXX", dirname(dir));
+	fd = mkstemp(tmp);
+	if (fd < 0) {
+		die_msg("cannot write %s: %s; choose a writable --output path", path, strerror(errno));
+		return -1;
+	}
+	close(fd);
+	unlink(tmp);
+	return 0;
+}
+
+static void status_line(struct capture *cap, uint64_t lost)
+{
+	fprintf(stderr, "\r\033[K  %llu events  %zu connections open  %llu lost",
+		(unsigned long long)cap->events, conntrack_open_count(&cap->ct),
+		(unsigned long long)lost);
+}
+
+static void fill_capture(struct graph *g, uint64_t start, uint64_t end, uint64_t events,
+			 const uint64_t *cnt)
+{
+	json_t *c = graph_capture(g);
+	char host[256] = "unknown", t[40];
+	struct utsname u;
+
+	gethostname(host, sizeof(host) - 1);
+	json_object_set_new(c, "host", json_string(host));
+	if (!uname(&u))
+		json_object_set_new(c, "kernel", json_string(u.release));
+	graph_format_time(start, t, sizeof(t));
+	json_object_set_new(c, "start", json_string(t));
+	graph_format_time(end, t, sizeof(t));
+	json_object_set_new(c, "end", json_string(t));
+	json_object_set_new(c, "duration_s", json_real((double)(end - start) / 1e9));
+	json_object_set_new(c, "events", json_integer(events));
+	json_object_set_new(c, "lost_events", json_integer(cnt[CNT_LOST_EVENTS]));
+	json_object_set_new(c, "untracked_connections", json_integer(cnt[CNT_SOCK_FULL]));
+}
+
+static int write_graph(struct graph *g, const char *path)
+{
+	char err[512], fallback[64];
+
+	if (!graph_write(g, path, err, sizeof(err)))
+		return 0;
+	/* Never lose a capture to a bad output path: keep it somewhere. */
+	snprintf(fallback, sizeof(fallback), "/tmp/seams-graph-%d.json", getpid());
+	if (!graph_write(g, fallback, NULL, 0))
+		die_msg("%s; the graph was saved to %s instead", err, fallback);
+	else
+		die_msg("%s", err);
+	return -1;
+}
+
+int cmd_capture(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "duration", required_argument, NULL, 'd' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "cgroup", required_argument, NULL, 'c' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct capture cap = { 0 };
+	struct loader_opts lo = { 0 };
+	uint64_t cgroups[SEAMS_MAX_CGROUPS], cnt[CNT_MAX] = { 0 };
+	const char *output = "graph.json";
+	const char *cgroup_args[SEAMS_MAX_CGROUPS];
+	size_t ncgroup_args = 0;
+	double duration = 0;
+	struct loader *l = NULL;
+	struct ring_buffer *rb = NULL;
+	struct graph *g = NULL;
+	uint64_t start_mono, start, end, last_status = 0;
+	int64_t mono_to_real;
+	bool tty = isatty(STDERR_FILENO);
+	char err[512], *endp;
+	int opt, ret = 1;
+
+	cap.names.mount_fd = -1;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "d:o:c:vh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'd':
+			duration = strtod(optarg, &endp);
+			if (*endp || !(duration > 0)) {
+				die_msg("--duration '%s' is not a positive number of seconds", optarg);
+				return 2;
+			}
+			break;
+		case 'o':
+			output = optarg;
+			break;
+		case 'c':
+			if (ncgroup_args == SEAMS_MAX_CGROUPS) {
+				die_msg("too many --cgroup options (at most %d)", SEAMS_MAX_CGROUPS);
+				return 2;
+			}
+			cgroup_args[ncgroup_args++] = optarg;
+			break;
+		case 'v':
+			lo.verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		die_msg("unexpected argument '%s'; see 'seams capture --help'", argv[optind]);
+		return 2;
+	}
+	if (loader_check_host(err, sizeof(err))) {
+		die_msg("%s", err);
+		return 1;
+	}
+	if (cgnames_init(&cap.names)) {
+		die_msg("no cgroup2 mount found in /proc/self/mountinfo; mount one with "
+			"'mount -t cgroup2 none /sys/fs/cgroup/unified'");
+		goto out;
+	}
+	for (size_t i = 0; i < ncgroup_args; i++) {
+		char path[4096];
+
+		cgroups[i] = cgnames_lookup(&cap.names, cgroup_args[i], path, sizeof(path));
+		if (!cgroups[i]) {
+			die_msg("cgroup '%s' does not exist under %s; give a path such as "
+				"/system.slice/orders.service", cgroup_args[i], cap.names.mount);
+			goto out;
+		}
+	}
+	lo.cgroups = cgroups;
+	lo.ncgroups = ncgroup_args;
+	if (check_output(output))
+		goto out;
+	conntrack_init(&cap.ct);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+
+	start_mono = now_ns(CLOCK_MONOTONIC);
+	start = now_ns(CLOCK_REALTIME);
+	mono_to_real = (int64_t)start - (int64_t)start_mono;
+	l = loader_start(&lo, err, sizeof(err));
+	if (!l) {
+		die_msg("%s", err);
+		goto out;
+	}
+	rb = ring_buffer__new(loader_events_fd(l), on_event, &cap, NULL);
+	if (!rb) {
+		die_msg("cannot open the event ring buffer: %s", strerror(errno));
+		goto out;
+	}
+	if (duration > 0)
+		fprintf(stderr, "seams: attached; capturing for %g s (Ctrl-C stops early)\n", duration);
+	else
+		fprintf(stderr, "seams: attached; capturing until Ctrl-C\n");
+
+	while (!exiting) {
+		uint64_t now = now_ns(CLOCK_MONOTONIC);
+		int err_poll;
+
+		if (duration > 0 && now - start_mono >= (uint64_t)(duration * 1e9))
+			break;
+		err_poll = ring_buffer__poll(rb, 100);
+		if (err_poll < 0 && err_poll != -EINTR) {
+			die_msg("reading events failed: %s", strerror(-err_poll));
+			break;
+		}
+		if (tty && now - last_status >= 500000000ULL) {
+			loader_counters(l, cnt);
+			status_line(&cap, cnt[CNT_LOST_EVENTS]);
+			last_status = now;
+		}
+	}
+	/* Detach first, then drain what is still in the ring. */
+	loader_counters(l, cnt);
+	ring_buffer__consume(rb);
+	end = now_ns(CLOCK_REALTIME);
+	if (tty)
+		fprintf(stderr, "\r\033[K");
+	ring_buffer__free(rb);
+	rb = NULL;
+	loader_stop(l);
+	l = NULL;
+
+	conntrack_load_listeners(&cap.ct);
+	g = graph_new();
+	fill_capture(g, start, end, cap.events, cnt);
+	conntrack_to_graph(&cap.ct, g, mono_to_real);
+	ret = write_graph(g, output) ? 1 : 0;
+	fprintf(stderr, "seams: captured %.1f s: %llu events, %llu lost; %zu nodes, %zu edges%s%s\n",
+		(double)(end - start) / 1e9, (unsigned long long)cap.events,
+		(unsigned long long)cnt[CNT_LOST_EVENTS], graph_node_count(g), graph_edge_count(g),
+		ret ? "" : " -> ", ret ? "" : (strcmp(output, "-") ? output : "stdout"));
+	if (cnt[CNT_LOST_EVENTS])
+		die_msg("%llu events were lost (ring buffer full); the graph undercounts",
+			(unsigned long long)cnt[CNT_LOST_EVENTS]);
+out:
+	ring_buffer__free(rb);
+	loader_stop(l);
+	graph_free(g);
+	conntrack_free(&cap.ct);
+	cgnames_free(&cap.names);
+	return ret;
+}

@@ -1,0 +1,142 @@
+/* Loading: check the host, mount tracefs if needed, then the libbpf skeleton
+ * order of open -> set rodata -> load -> fill maps -> attach. */
+#include <errno.h>
+#include <linux/capability.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "loader.h"
+#include "seams.skel.h"
+
+struct loader {
+	struct seams_bpf *skel;
+};
+
+static bool verbose;
+
+static int print_libbpf(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (!verbose)
+		return 0;
+	return vfprintf(stderr, fmt, ap);
+}
+
+static bool has_cap(const struct __user_cap_data_struct *d, int cap)
+{
+	return d[cap / 32].effective & (1u << (cap % 32));
+}
+
+#ifndef CAP_PERFMON
+#define CAP_PERFMON 38
+#define CAP_BPF     39
+#endif
+
+int loader_check_host(char *err, size_t len)
+{
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct caps[2] = { { 0 } };
+
+	if (syscall(SYS_capget, &hdr, caps) ||
+	    !(has_cap(caps, CAP_SYS_ADMIN) || (has_cap(caps, CAP_BPF) && has_cap(caps, CAP_PERFMON)))) {
+		snprintf(err, len, "capture needs root (or CAP_BPF and CAP_PERFMON) to load eBPF programs; "
+			 "run it with sudo");
+		return -1;
+	}
+	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
+		snprintf(err, len, "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing); seams "
+			 "needs a kernel built with CONFIG_DEBUG_INFO_BTF=y");
+		return -1;
+	}
+	if (access("/sys/kernel/tracing/events", F_OK) &&
+	    access("/sys/kernel/debug/tracing/events", F_OK)) {
+		if (mount("nodev", "/sys/kernel/tracing", "tracefs", 0, NULL)) {
+			snprintf(err, len, "tracefs is not mounted and mounting it at /sys/kernel/tracing "
+				 "failed (%s); mount it with 'mount -t tracefs nodev /sys/kernel/tracing'",
+				 strerror(errno));
+			return -1;
+		}
+		fprintf(stderr, "seams: mounted tracefs at /sys/kernel/tracing (tracepoints need it)\n");
+	}
+	return 0;
+}
+
+struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
+{
+	struct loader *l = calloc(1, sizeof(*l));
+	int ret;
+
+	if (!l) {
+		snprintf(err, len, "out of memory");
+		return NULL;
+	}
+	verbose = o->verbose;
+	libbpf_set_print(print_libbpf);
+	l->skel = seams_bpf__open();
+	if (!l->skel) {
+		snprintf(err, len, "cannot open the BPF object: %s", strerror(errno));
+		goto fail;
+	}
+	l->skel->rodata->self_tgid = getpid();
+	l->skel->rodata->filter_cgroups = o->ncgroups > 0;
+	ret = seams_bpf__load(l->skel);
+	if (ret) {
+		snprintf(err, len, "the kernel refused seams' BPF programs (%s); run with -v for the "
+			 "verifier's log", strerror(-ret));
+		goto fail;
+	}
+	for (size_t i = 0; i < o->ncgroups; i++) {
+		__u8 one = 1;
+
+		if (bpf_map__update_elem(l->skel->maps.cgroup_allow, &o->cgroups[i], sizeof(o->cgroups[i]),
+					 &one, sizeof(one), BPF_ANY)) {
+			snprintf(err, len, "too many --cgroup options (at most %d)", SEAMS_MAX_CGROUPS);
+			goto fail;
+		}
+	}
+	ret = seams_bpf__attach(l->skel);
+	if (ret) {
+		snprintf(err, len, "cannot attach seams' BPF programs (%s); run with -v for details",
+			 strerror(-ret));
+		goto fail;
+	}
+	return l;
+fail:
+	loader_stop(l);
+	return NULL;
+}
+
+int loader_events_fd(struct loader *l)
+{
+	return bpf_map__fd(l->skel->maps.events);
+}
+
+void loader_counters(struct loader *l, uint64_t out[CNT_MAX])
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t vals[ncpu > 0 ? ncpu : 1];
+
+	for (__u32 k = 0; k < CNT_MAX; k++) {
+		out[k] = 0;
+		if (ncpu <= 0 || bpf_map__lookup_elem(l->skel->maps.counters, &k, sizeof(k), vals,
+						      sizeof(vals), 0))
+			continue;
+		for (int c = 0; c < ncpu; c++)
+			out[k] += vals[c];
+	}
+}
+
+void loader_stop(struct loader *l)
+{
+	if (!l)
+		return;
+	seams_bpf__destroy(l->skel);
+	free(l);
+}

@@ -1,0 +1,33 @@
+/* Host checks and the BPF object's life: open, configure, load, attach,
+ * read counters, detach. */
+#ifndef SEAMS_LOADER_H
+#define SEAMS_LOADER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/types.h>
+
+#include "seams.h"
+
+struct loader_opts {
+	bool verbose;             /* libbpf's own output */
+	const uint64_t *cgroups;  /* --cgroup ids; none = the whole host */
+	size_t ncgroups;
+};
+
+struct loader;
+
+/* Privileges, BTF, tracefs (mounted when absent).  0, or -1 with one line in err. */
+int loader_check_host(char *err, size_t len);
+
+/* Load and attach everything; NULL with one line in err. */
+struct loader *loader_start(const struct loader_opts *o, char *err, size_t len);
+/* The ring buffer's fd, for ring_buffer__new(). */
+int loader_events_fd(struct loader *l);
+/* Counters summed over CPUs. */
+void loader_counters(struct loader *l, uint64_t out[CNT_MAX]);
+/* Detach and unload; NULL is fine. */
+void loader_stop(struct loader *l);
+
+#endif
