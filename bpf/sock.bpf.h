@@ -64,8 +64,9 @@ static __always_inline void sock_tuple(struct sock *sk, __u8 *laddr, __u8 *raddr
 		v4_mapped(laddr, BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr));
 		v4_mapped(raddr, BPF_CORE_READ(sk, __sk_common.skc_daddr));
 	} else {
-		BPF_CORE_READ_INTO(laddr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(raddr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		/* Explicit size: BPF_CORE_READ_INTO would copy sizeof(*laddr), one byte. */
+		bpf_core_read(laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_core_read(raddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
 	*lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	*rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));

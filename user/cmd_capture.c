@@ -30,6 +30,7 @@ struct capture {
 	struct cgnames names;
 	struct conntrack ct;
 	uint64_t events;
+	bool trace; /* SEAMS_TRACE=1: every event on stderr, for debugging */
 };
 
 static uint64_t now_ns(clockid_t clk)
@@ -62,6 +63,14 @@ static int on_event(void *ctx, void *data, size_t size)
 	if (size < sizeof(*e))
 		return 0;
 	cap->events++;
+	if (cap->trace) {
+		char l[64], r[64];
+
+		addr_format(e->laddr, e->lport, l, sizeof(l));
+		addr_format(e->raddr, e->rport, r, sizeof(r));
+		fprintf(stderr, "event %u sock %llx tgid %u cgroup %llu %s -> %s\n", e->type,
+			(unsigned long long)e->sock, e->tgid, (unsigned long long)e->cgroup_id, l, r);
+	}
 	conntrack_event(&cap->ct, e, e->type == EV_CLOSE ? NULL : owner_service(cap, e));
 	return 0;
 }
@@ -130,6 +139,19 @@ static void fill_capture(struct graph *g, uint64_t start, uint64_t end, uint64_t
 	json_object_set_new(c, "untracked_connections", json_integer(cnt[CNT_SOCK_FULL]));
 }
 
+/* Every service seen here ran on this host: merge uses it across hosts. */
+static void name_host(struct graph *g)
+{
+	const char *host = json_string_value(json_object_get(graph_capture(g), "host"));
+
+	for (size_t i = 0; i < graph_node_count(g); i++) {
+		json_t *n = graph_node_at(g, i);
+
+		if (!strcmp(json_string_value(json_object_get(n, "kind")), "service"))
+			graph_node_add_string(n, "hosts", host);
+	}
+}
+
 static int write_graph(struct graph *g, const char *path)
 {
 	char err[512], fallback[64];
@@ -172,6 +194,7 @@ int cmd_capture(int argc, char **argv)
 	int opt, ret = 1;
 
 	cap.names.mount_fd = -1;
+	cap.trace = getenv("SEAMS_TRACE") != NULL;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, "d:o:c:vh", opts, NULL)) != -1) {
 		switch (opt) {
@@ -284,6 +307,7 @@ int cmd_capture(int argc, char **argv)
 	g = graph_new();
 	fill_capture(g, start, end, cap.events, cnt);
 	conntrack_to_graph(&cap.ct, g, mono_to_real);
+	name_host(g);
 	ret = write_graph(g, output) ? 1 : 0;
 	fprintf(stderr, "seams: captured %.1f s: %llu events, %llu lost; %zu nodes, %zu edges%s%s\n",
 		(double)(end - start) / 1e9, (unsigned long long)cap.events,
