@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /* seams kernel side: TCP connect/accept/close with the owning process and
- * cgroup, and connections already open when the capture began, found on
- * their first read or write.  Tracepoints and raw tracepoints only: kprobes
- * and fentry are unavailable on the hosts seams targets. */
+ * cgroup, connections already open when the capture began (found on their
+ * first read or write), and the client side of PostgreSQL connections over
+ * TCP or Unix sockets.  Tracepoints and raw tracepoints only: kprobes and
+ * fentry are unavailable on the hosts seams targets. */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
@@ -16,6 +17,7 @@ char LICENSE[] SEC("license") = "GPL";
 /* Set by the collector before load. */
 const volatile __u32 self_tgid = 0;
 const volatile bool filter_cgroups = false;
+const volatile __u16 pg_ports[SEAMS_MAX_PG_PORTS] = { 5432 };
 
 /* x86_64 syscall numbers: raw sys_enter/sys_exit see every syscall, so the
  * first thing done is to drop the ones seams does not care about. */
@@ -33,8 +35,9 @@ const volatile bool filter_cgroups = false;
 #define NR_accept4  288
 #define NR_dup3     292
 
-/* What an fd of a process is, so each fd is classified once. */
-enum fd_kind { FD_OTHER = 1, FD_TCP = 2 };
+/* What an fd of a process is, so each fd is classified once.  A candidate
+ * is a client socket whose first write tells whether it speaks PostgreSQL. */
+enum fd_kind { FD_OTHER = 1, FD_TCP, FD_CANDIDATE, FD_PG };
 
 struct owner {
 	__u64 cgroup_id;
@@ -102,6 +105,14 @@ static __always_inline void count(__u32 idx)
 
 	if (v)
 		*v += 1;
+}
+
+static __always_inline void count_n(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		*v += n;
 }
 
 static __always_inline bool traced_task(void)
@@ -189,6 +200,8 @@ static __always_inline void emit(__u32 type, struct sock *sk, const struct owner
 	bpf_ringbuf_submit(e, 0);
 }
 
+#include "pgframe.bpf.h"
+
 SEC("tracepoint/sock/inet_sock_set_state")
 int on_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
@@ -235,23 +248,40 @@ static __always_inline void forget_fd(__u64 tgid, __u64 fd)
 	bpf_map_delete_elem(&fds, &key);
 }
 
+static __always_inline bool is_pg_port(__u16 port)
+{
+	for (int i = 0; i < SEAMS_MAX_PG_PORTS; i++)
+		if (pg_ports[i] && pg_ports[i] == port)
+			return true;
+	return false;
+}
+
 /* First read or write on an fd: remember what it is, and report a TCP
  * connection that was open before tracking began. */
-static __always_inline void classify_fd(__u64 tgid, int fd)
+static __always_inline __u8 classify_fd(__u64 tgid, int fd)
 {
 	__u64 key = tgid << 32 | (__u32)fd;
-	__u8 kind = FD_OTHER;
+	__u8 kind = FD_OTHER, *known;
 	struct sock *sk;
 	__u64 skey;
 
-	if (bpf_map_lookup_elem(&fds, &key))
-		return;
+	known = bpf_map_lookup_elem(&fds, &key);
+	if (known)
+		return *known;
 	if (!traced_task())
 		goto out;
 	sk = fd_to_sock(fd);
-	if (!sk || !sock_is_tcp(sk))
+	if (!sk)
 		goto out;
-	kind = FD_TCP;
+	if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_UNIX) {
+		/* Only the client end of a Unix stream has no address of its own. */
+		if (BPF_CORE_READ(sk, sk_type) == SOCK_STREAM &&
+		    !BPF_CORE_READ((struct unix_sock *)sk, addr))
+			kind = FD_CANDIDATE;
+		goto out;
+	}
+	if (!sock_is_tcp(sk))
+		goto out;
 	skey = (__u64)sk;
 	if (!bpf_map_lookup_elem(&socks, &skey)) {
 		__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
@@ -261,20 +291,44 @@ static __always_inline void classify_fd(__u64 tgid, int fd)
 			track(sk, bpf_ktime_get_ns());
 		}
 	}
+	if (is_pg_port(bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))))
+		kind = FD_PG;
+	else if (is_pg_port(BPF_CORE_READ(sk, __sk_common.skc_num)))
+		kind = FD_TCP; /* the server's end: its client is traced instead */
+	else
+		kind = FD_CANDIDATE;
 out:
 	bpf_map_update_elem(&fds, &key, &kind, BPF_ANY);
+	return kind;
+}
+
+static __always_inline bool is_write(__u32 nr)
+{
+	return nr == NR_write || nr == NR_writev || nr == NR_sendto || nr == NR_sendmsg;
 }
 
 SEC("raw_tracepoint/sys_enter")
 int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-	__u64 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 id = bpf_get_current_pid_tgid(), tgid = id >> 32;
+	__u32 nr = ctx->args[1];
+	struct inflight in = {};
+	__u8 kind;
 
-	switch (ctx->args[1]) {
+	switch (nr) {
 	case NR_read: case NR_write: case NR_readv: case NR_writev:
 	case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg:
-		classify_fd(tgid, (int)BPF_CORE_READ(regs, di));
+		in.fd = BPF_CORE_READ(regs, di);
+		kind = classify_fd(tgid, (int)in.fd);
+		if (kind != FD_PG && !(kind == FD_CANDIDATE && is_write(nr)))
+			break;
+		in.nr = nr;
+		in.kind = kind;
+		in.arg = BPF_CORE_READ(regs, si);
+		in.count = BPF_CORE_READ(regs, dx);
+		in.sock = (__u64)fd_to_sock((int)in.fd);
+		bpf_map_update_elem(&inflights, &id, &in, BPF_ANY);
 		break;
 	case NR_close:
 		forget_fd(tgid, BPF_CORE_READ(regs, di));
@@ -286,25 +340,209 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
+static __always_inline void on_accept(long ret)
+{
+	__u64 tgid, key;
+	struct sock *sk;
+	__u8 kind = FD_TCP;
+
+	if (ret < 0 || !traced_task())
+		return;
+	sk = fd_to_sock((int)ret);
+	if (!sk || !sock_is_tcp(sk))
+		return;
+	emit(EV_ACCEPT, sk, NULL);
+	track(sk, bpf_ktime_get_ns());
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	key = tgid << 32 | (__u32)ret;
+	bpf_map_update_elem(&fds, &key, &kind, BPF_ANY);
+}
+
+/* Where the data of a syscall starts: the buffer, or the first iovec. */
+static __always_inline __u64 first_buf(const struct inflight *in, __u64 *iov, __u64 *iovcnt)
+{
+	struct iovec v = {};
+
+	*iov = 0;
+	*iovcnt = 0;
+	switch (in->nr) {
+	case NR_readv: case NR_writev:
+		*iov = in->arg;
+		*iovcnt = in->count;
+		break;
+	case NR_sendmsg: case NR_recvmsg: {
+		struct user_msghdr m = {};
+
+		bpf_probe_read_user(&m, sizeof(m), (void *)in->arg);
+		*iov = (__u64)m.msg_iov;
+		*iovcnt = m.msg_iovlen;
+		break;
+	}
+	default:
+		return in->arg;
+	}
+	bpf_probe_read_user(&v, sizeof(v), (void *)*iov);
+	return (__u64)v.iov_base;
+}
+
+/* A write on a candidate socket starting with a startup packet or a Query,
+ * Parse or Bind whole in the write: a PostgreSQL client.  Backends never
+ * send those types, so the server's end is not mistaken for a client. */
+static __always_inline bool looks_pg(__u64 buf, long ret)
+{
+	__u8 b[8] = {};
+	__u32 mlen;
+
+	if (ret < 5 || bpf_probe_read_user(b, sizeof(b), (void *)buf))
+		return false;
+	if (ret >= 8 && looks_untyped(b))
+		return true;
+	mlen = be32(b + 1);
+	return (b[0] == 'Q' || b[0] == 'P' || b[0] == 'B') && mlen >= 5 && mlen < ret;
+}
+
+static __always_inline void pg_open(struct sock *sk, bool synced)
+{
+	struct pg_open_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct owner cur;
+
+	if (!e) {
+		count(CNT_LOST_EVENTS);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	current_owner(&cur);
+	e->ts_ns = cur.ts_ns;
+	e->cgroup_id = cur.cgroup_id;
+	e->tgid = cur.tgid;
+	e->pid = cur.pid;
+	__builtin_memcpy(e->comm, cur.comm, sizeof(e->comm));
+	e->type = EV_PG_OPEN;
+	e->sock = (__u64)sk;
+	e->synced = synced;
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (e->family == AF_UNIX) {
+		struct sock *peer = BPF_CORE_READ((struct unix_sock *)sk, peer);
+		struct unix_address *addr = peer ? BPF_CORE_READ((struct unix_sock *)peer, addr) : NULL;
+
+		if (addr)
+			bpf_probe_read_kernel_str(e->path, sizeof(e->path), addr->name[0].sun_path);
+	} else {
+		e->family = AF_INET6;
+		sock_tuple(sk, e->laddr, e->raddr, &e->lport, &e->rport);
+	}
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __noinline void frame_iov(struct frame_ctx *c, __u64 iov, __u64 iovcnt, __u64 total)
+{
+	for (int i = 0; i < PG_MAX_IOV; i++) {
+		struct iovec v = {};
+
+		if (i >= iovcnt || !total)
+			break;
+		bpf_probe_read_user(&v, sizeof(v), (void *)(iov + i * sizeof(v)));
+		c->buf = (__u64)v.iov_base;
+		c->n = v.iov_len < total ? v.iov_len : total;
+		c->off = 0;
+		frame_chunk(c);
+		total -= c->n;
+	}
+	if (total)
+		add_lost(c, total);
+}
+
+static __always_inline void pg_exit(__u64 tgid, const struct inflight *in, long ret)
+{
+	__u32 dir = is_write(in->nr) ? PG_DIR_FRONTEND : PG_DIR_BACKEND, zero = 0;
+	__u64 iov, iovcnt, buf = first_buf(in, &iov, &iovcnt);
+	__u64 key = in->sock;
+	struct pg_scratch *scr;
+	struct pg_state *ps;
+	struct frame_ctx c = {};
+
+	if (in->kind == FD_CANDIDATE) {
+		__u64 fkey = tgid << 32 | in->fd;
+		__u8 kind = looks_pg(buf, ret) ? FD_PG : FD_OTHER;
+
+		bpf_map_update_elem(&fds, &fkey, &kind, BPF_ANY);
+		if (kind != FD_PG)
+			return;
+	}
+	ps = bpf_map_lookup_elem(&pgconns, &key);
+	if (!ps) {
+		struct pg_state fresh = {};
+		__u8 b[8] = {};
+
+		if (bpf_map_update_elem(&pgconns, &key, &fresh, BPF_NOEXIST) == -E2BIG)
+			count(CNT_PG_FULL);
+		ps = bpf_map_lookup_elem(&pgconns, &key);
+		if (!ps)
+			return;
+		bpf_probe_read_user(b, sizeof(b), (void *)buf);
+		pg_open((struct sock *)in->sock, dir == PG_DIR_FRONTEND && ret >= 8 && looks_untyped(b));
+	}
+	if (ps->encrypted) {
+		count_n(CNT_PG_SKIPPED, ret);
+		return;
+	}
+	scr = bpf_map_lookup_elem(&pgscratch, &zero);
+	if (!scr)
+		return;
+	c.scr = scr;
+	c.ps = ps;
+	c.st = &ps->d[dir & 1];
+	c.dir = dir;
+	scr->ev.type = EV_PG_DATA;
+	scr->ev.sock = key;
+	scr->ev.dir = dir;
+	ev_reset(&scr->ev);
+	scr->ev.segs[0].skipped = c.st->pend_skipped;
+	scr->ev.segs[0].lost = c.st->pend_lost;
+	c.st->pend_skipped = c.st->pend_lost = 0;
+	if (iov) {
+		frame_iov(&c, iov, iovcnt, ret);
+	} else {
+		c.buf = buf;
+		c.n = ret;
+		frame_chunk(&c);
+	}
+	if (scr->ev.len) {
+		pg_flush(scr, c.st);
+		return;
+	}
+	/* Only gaps: carry them to the next event rather than send them alone. */
+	for (int i = 0; i < PG_SEGS_MAX; i++) {
+		if (i >= scr->ev.nsegs)
+			break;
+		c.st->pend_skipped += scr->ev.segs[i].skipped;
+		c.st->pend_lost += scr->ev.segs[i].lost;
+	}
+}
+
 SEC("raw_tracepoint/sys_exit")
 int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 {
 	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
 	long ret = (long)ctx->args[1];
 	long nr = BPF_CORE_READ(regs, orig_ax);
-	__u64 tgid, key;
-	struct sock *sk;
-	__u8 kind = FD_TCP;
+	__u64 id;
+	struct inflight *in;
 
-	if ((nr != NR_accept && nr != NR_accept4) || ret < 0 || !traced_task())
-		return 0;
-	sk = fd_to_sock((int)ret);
-	if (!sk || !sock_is_tcp(sk))
-		return 0;
-	emit(EV_ACCEPT, sk, NULL);
-	track(sk, bpf_ktime_get_ns());
-	tgid = bpf_get_current_pid_tgid() >> 32;
-	key = tgid << 32 | (__u32)ret;
-	bpf_map_update_elem(&fds, &key, &kind, BPF_ANY);
+	switch (nr) {
+	case NR_accept: case NR_accept4:
+		on_accept(ret);
+		break;
+	case NR_read: case NR_write: case NR_readv: case NR_writev:
+	case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg:
+		id = bpf_get_current_pid_tgid();
+		in = bpf_map_lookup_elem(&inflights, &id);
+		if (!in)
+			break;
+		if (ret > 0 && in->sock)
+			pg_exit(id >> 32, in, ret);
+		bpf_map_delete_elem(&inflights, &id);
+		break;
+	}
 	return 0;
 }

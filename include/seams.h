@@ -1,6 +1,7 @@
 /* The contract between bpf/seams.bpf.c and the collector: event records on
  * the ring buffer, counters and limits.  Fixed-width types only, largest
- * fields first, so both compilers lay the structs out the same way. */
+ * fields first after a common header, so both compilers lay the structs out
+ * the same way. */
 #ifndef SEAMS_H
 #define SEAMS_H
 
@@ -16,31 +17,98 @@ enum seams_event_type {
 	EV_ACCEPT,      /* accept() returned a connection */
 	EV_SEEN,        /* traffic on a connection opened before the capture */
 	EV_CLOSE,       /* a tracked connection closed */
+	EV_PG_OPEN,     /* a client connection found to speak PostgreSQL */
+	EV_PG_DATA,     /* bytes of a PostgreSQL connection, framed */
 };
 
 enum seams_counter {
-	CNT_LOST_EVENTS,  /* ring buffer full: event dropped */
-	CNT_SOCK_FULL,    /* connection table full: connection not tracked */
+	CNT_LOST_EVENTS,    /* ring buffer full: connection event dropped */
+	CNT_SOCK_FULL,      /* connection table full: connection not tracked */
+	CNT_PG_SKIPPED,     /* PostgreSQL bytes left out by design (rows, copy data, TLS) */
+	CNT_PG_LOST,        /* PostgreSQL bytes lost: out of step, or ring buffer full */
+	CNT_PG_EVENTS_LOST, /* PostgreSQL data events dropped (ring buffer full) */
+	CNT_PG_FULL,        /* PostgreSQL connection table full */
 	CNT_MAX,
+};
+
+/* Every event starts with these fields, so the collector can dispatch on
+ * type before it knows the rest of the layout. */
+struct event_hdr {
+	__u64 ts_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u64 sock;  /* kernel struct sock address: the connection's key */
+	__u32 type;  /* enum seams_event_type */
 };
 
 /* Addresses are IPv6 or IPv4-mapped IPv6 (::ffff:a.b.c.d), so one join key
  * serves both families. */
 struct conn_event {
-	__u64 ts_ns;      /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+	__u64 ts_ns;
+	__u64 sock;
+	__u32 type;
+	__u32 tgid;
 	__u64 cgroup_id;  /* cgroup v2 id of the process (0 when unknown) */
-	__u64 sock;       /* kernel struct sock address: the connection's key */
 	__u64 bytes_sent; /* EV_CLOSE: bytes acked by the peer */
 	__u64 bytes_received;
 	__u64 start_ns;   /* EV_CLOSE: when tracking began */
-	__u32 tgid;
 	__u32 pid;
-	__u32 type;       /* enum seams_event_type */
 	__u16 lport;      /* local and remote ports, host order */
 	__u16 rport;
 	__u8 laddr[16];
 	__u8 raddr[16];
 	char comm[SEAMS_COMM_LEN];
+};
+
+/* PostgreSQL payload capture.  The kernel follows message framing and copies
+ * only what the decoder needs: each message's header and the first bytes of
+ * its body (all of a Query or Parse up to PG_SQL_MAX), never DataRow or
+ * CopyData messages.  What it leaves out is reported as gaps, so the
+ * collector stays in step and bytes copied do not grow with result size. */
+#define PG_DATA_MAX  16384 /* payload bytes in one event */
+#define PG_SEGS_MAX  16    /* byte runs in one event, each followed by gaps */
+#define PG_SQL_MAX   16000 /* longest SQL text copied; longer is truncated */
+#define PG_PATH_MAX  108   /* sun_path */
+
+enum pg_direction { PG_DIR_FRONTEND = 0, PG_DIR_BACKEND = 1 };
+
+/* EV_PG_OPEN: sock is the connection's key (the same as its conn_event's for
+ * TCP); a Unix-domain connection names the server's socket path instead. */
+struct pg_open_event {
+	__u64 ts_ns;
+	__u64 sock;
+	__u32 type;
+	__u32 tgid;
+	__u64 cgroup_id;
+	__u32 pid;
+	__u32 family;    /* AF_INET6 (tuple in laddr/raddr) or AF_UNIX (path) */
+	__u16 lport;
+	__u16 rport;
+	__u8 synced;     /* seen from its startup message */
+	__u8 pad[3];
+	__u8 laddr[16];
+	__u8 raddr[16];
+	char comm[SEAMS_COMM_LEN];
+	char path[PG_PATH_MAX];
+};
+
+/* A run of copied bytes, then bytes the framer left out on purpose (the rest
+ * of a message's body, or whole DataRow/CopyData messages: the collector
+ * stays in step), then bytes lost (it must resynchronize). */
+struct pg_seg {
+	__u64 skipped;
+	__u64 lost;
+	__u32 len;
+	__u32 pad;
+};
+
+struct pg_data_event {
+	__u64 ts_ns;
+	__u64 sock;
+	__u32 type;
+	__u32 len;       /* bytes in data, the sum of the segments' len */
+	__u32 nsegs;
+	__u32 dir;       /* enum pg_direction */
+	struct pg_seg segs[PG_SEGS_MAX];
+	__u8 data[PG_DATA_MAX];
 };
 
 #endif

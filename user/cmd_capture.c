@@ -59,10 +59,15 @@ static int on_event(void *ctx, void *data, size_t size)
 {
 	struct capture *cap = ctx;
 	const struct conn_event *e = data;
+	const struct event_hdr *h = data;
 
-	if (size < sizeof(*e))
+	if (size < sizeof(*h))
 		return 0;
 	cap->events++;
+	if (h->type == EV_PG_OPEN || h->type == EV_PG_DATA)
+		return 0;
+	if (size < sizeof(*e))
+		return 0;
 	if (cap->trace) {
 		char l[64], r[64];
 

@@ -1,0 +1,410 @@
+/* PostgreSQL payload capture on the client side of a connection.  The kernel
+ * follows the v3 message framing so that it copies headers and the start of
+ * bodies only, and leaves out DataRow and CopyData messages whole: bytes
+ * copied per query stay flat however large the result.  What it leaves out
+ * is reported as gaps (struct pg_seg), which keeps the collector in step. */
+#ifndef SEAMS_PGFRAME_BPF_H
+#define SEAMS_PGFRAME_BPF_H
+
+#include "seams.h"
+#include "sock.bpf.h"
+
+#define PG_COPY_STEP  4096   /* bytes copied per framer step */
+#define PG_MAX_STEPS  8192   /* framer steps per syscall chunk */
+#define PG_MAX_IOV    8      /* iovecs followed per readv/writev/sendmsg/recvmsg */
+#define PG_MAX_MSG    (1u << 30)
+#define PG_SSL_REQ    80877103
+#define PG_GSS_REQ    80877104
+
+struct pg_dirstate {
+	__u64 pend_skipped; /* gaps not yet reported in an event */
+	__u64 pend_lost;
+	__u32 skip;         /* body bytes of the current message to leave out */
+	__u32 copy;         /* body bytes of the current message to copy */
+	__u8 hdr[8];        /* a header split across syscalls */
+	__u8 hdr_have;
+	__u8 synced;
+	__u8 untyped;       /* frontend: next message has no type byte (startup) */
+	__u8 bare;          /* backend: next is the one-byte answer to SSL/GSS requests */
+	__u8 sync_next;     /* backend: a frontend write happened, resync at next read */
+	__u8 pad[3];
+};
+
+struct pg_state {
+	struct pg_dirstate d[2];
+	__u8 encrypted;
+	__u8 pad[7];
+};
+
+/* A data syscall between sys_enter and sys_exit. */
+struct inflight {
+	__u64 sock;
+	__u64 arg;      /* buffer, iovec array or msghdr */
+	__u64 count;    /* iovcnt for readv/writev */
+	__u32 nr;
+	__u32 fd;
+	__u8 kind;      /* enum fd_kind when it started */
+	__u8 pad[7];
+};
+
+/* The event being built, plus slack so masked offsets stay in bounds. */
+struct pg_scratch {
+	struct pg_data_event ev;
+	__u8 slack[2 * PG_COPY_STEP];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct pg_state);
+} pgconns SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct inflight);
+} inflights SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pg_scratch);
+} pgscratch SEC(".maps");
+
+/* Mask a length the compiler already knows is small, in a way it cannot
+ * optimize out, so the verifier sees the bound too. */
+static __always_inline __u32 bounded(__u32 v, __u32 mask)
+{
+	asm volatile("" : "+r"(v));
+	return v & mask;
+}
+
+static __always_inline __u32 be32(const __u8 *b)
+{
+	return (__u32)b[0] << 24 | (__u32)b[1] << 16 | (__u32)b[2] << 8 | b[3];
+}
+
+/* Legal message types per direction (PostgreSQL's protocol.h). */
+static __always_inline bool legal_type(__u32 dir, __u8 t)
+{
+	if (dir == PG_DIR_FRONTEND) {
+		switch (t) {
+		case 'B': case 'C': case 'D': case 'E': case 'F': case 'H': case 'P':
+		case 'Q': case 'S': case 'X': case 'c': case 'd': case 'f': case 'p':
+			return true;
+		}
+		return false;
+	}
+	switch (t) {
+	case '1': case '2': case '3': case 'A': case 'C': case 'D': case 'E': case 'G':
+	case 'H': case 'I': case 'K': case 'N': case 'R': case 'S': case 'T': case 'V':
+	case 'W': case 'Z': case 'c': case 'd': case 'n': case 's': case 't': case 'v':
+		return true;
+	}
+	return false;
+}
+
+/* Body bytes the decoder needs per message type; everything after is a gap. */
+static __always_inline __u32 body_cap(__u32 dir, __u8 t)
+{
+	if (dir == PG_DIR_FRONTEND) {
+		switch (t) {
+		case 'Q': case 'P': return PG_SQL_MAX;
+		case 'B': return 256;   /* portal and statement names lead; values follow */
+		case 'D': case 'C': case 'E': case 'F': return 128;
+		case 'p': return 0;     /* passwords and SASL: never copied */
+		default: return 0;
+		}
+	}
+	switch (t) {
+	case 'C': return 128;           /* CommandComplete tag */
+	case 'E': case 'N': return 512; /* severity and SQLSTATE come first */
+	case 'Z': return 1;
+	case 'R': return 4;             /* auth subtype only, never SASL data */
+	case 'S': return 256;
+	default: return 0;
+	}
+}
+
+struct frame_ctx {
+	struct pg_scratch *scr;
+	struct pg_dirstate *st;
+	struct pg_state *ps;
+	__u64 buf;     /* user address of the chunk */
+	__u32 n;
+	__u32 off;
+	__u32 dir;
+};
+
+static __always_inline void ev_reset(struct pg_data_event *ev)
+{
+	ev->len = 0;
+	ev->nsegs = 1;
+	ev->segs[0].len = 0;
+	ev->segs[0].skipped = 0;
+	ev->segs[0].lost = 0;
+}
+
+static __always_inline struct pg_seg *cur_seg(struct pg_data_event *ev)
+{
+	/* nsegs is 1..PG_SEGS_MAX, a power of two: the mask only reassures the verifier. */
+	return &ev->segs[(ev->nsegs - 1) & (PG_SEGS_MAX - 1)];
+}
+
+/* The event builders below are global functions: the verifier checks each
+ * once on its own, instead of once per path through the framer. */
+
+__noinline int pg_flush(struct pg_scratch *scr, struct pg_dirstate *st)
+{
+	struct pg_data_event *ev;
+	__u64 sz, lost;
+
+	if (!scr || !st)
+		return 0;
+	ev = &scr->ev;
+	sz = sizeof(*ev) - PG_DATA_MAX + bounded(ev->len, 2 * PG_DATA_MAX - 1);
+	if (sz > sizeof(*ev))
+		sz = sizeof(*ev);
+	ev->ts_ns = bpf_ktime_get_ns();
+	if (bpf_ringbuf_output(&events, ev, sz, 0)) {
+		count(CNT_PG_EVENTS_LOST);
+		/* The collector learns of it as lost bytes before the next event. */
+		lost = ev->len;
+		for (int i = 0; i < PG_SEGS_MAX; i++) {
+			if (i >= ev->nsegs)
+				break;
+			lost += ev->segs[i].skipped + ev->segs[i].lost;
+		}
+		st->pend_lost += lost;
+		count_n(CNT_PG_LOST, ev->len);
+	}
+	ev_reset(ev);
+	return 0;
+}
+
+/* Append n bytes as part of a run, from user memory at src or (src == 0)
+ * from the header kept in st; n == 0 just makes sure a run without gaps
+ * after it is open. */
+__noinline int pg_append(struct pg_scratch *scr, struct pg_dirstate *st, __u64 src, __u32 n)
+{
+	struct pg_data_event *ev;
+	struct pg_seg *s;
+	__u32 at;
+
+	if (!scr || !st)
+		return 0;
+	ev = &scr->ev;
+	if (ev->len + n > PG_DATA_MAX)
+		pg_flush(scr, st);
+	s = cur_seg(ev);
+	if (s->skipped || s->lost) {
+		if (ev->nsegs >= PG_SEGS_MAX)
+			pg_flush(scr, st);
+		else
+			ev->nsegs++;
+		s = cur_seg(ev);
+		s->len = 0;
+		s->skipped = 0;
+		s->lost = 0;
+	}
+	if (!n || ev->len >= PG_DATA_MAX)
+		return 0;
+	at = bounded(ev->len, PG_DATA_MAX - 1);
+	n = bounded(n, 2 * PG_COPY_STEP - 1);
+	if (src)
+		bpf_probe_read_user(ev->data + at, n, (void *)src);
+	else
+		bpf_probe_read_kernel(ev->data + at, n & 15, st->hdr);
+	ev->len += n;
+	s->len += n;
+	return 0;
+}
+
+/* n bytes left out: skipped on purpose (lost == 0), or lost. */
+__noinline int pg_gap(struct pg_scratch *scr, struct pg_dirstate *st, __u64 n, int lost)
+{
+	struct pg_seg *s;
+
+	if (!scr || !st || !n)
+		return 0;
+	s = cur_seg(&scr->ev);
+	if (lost) {
+		s->lost += n;
+		count_n(CNT_PG_LOST, n);
+		return 0;
+	}
+	if (s->lost) {
+		/* A skip after a loss belongs to a new run. */
+		pg_append(scr, st, 0, 0);
+		s = cur_seg(&scr->ev);
+	}
+	s->skipped += n;
+	count_n(CNT_PG_SKIPPED, n);
+	return 0;
+}
+
+static __always_inline void append_user(struct frame_ctx *c, __u32 n)
+{
+	pg_append(c->scr, c->st, c->buf + c->off, n);
+}
+
+static __always_inline void append_hdr(struct frame_ctx *c, __u32 n)
+{
+	pg_append(c->scr, c->st, 0, n);
+}
+
+static __always_inline void add_skipped(struct frame_ctx *c, __u64 n)
+{
+	pg_gap(c->scr, c->st, n, 0);
+}
+
+static __always_inline void add_lost(struct frame_ctx *c, __u64 n)
+{
+	pg_gap(c->scr, c->st, n, 1);
+}
+
+static __always_inline long desync(struct frame_ctx *c)
+{
+	c->st->synced = 0;
+	c->st->skip = c->st->copy = 0;
+	add_lost(c, c->n - c->off);
+	c->off = c->n;
+	return 1;
+}
+
+static __always_inline long header_done(struct frame_ctx *c)
+{
+	struct pg_dirstate *st = c->st;
+	__u32 mlen, body, cap;
+	__u8 t = st->hdr[0];
+
+	if (st->untyped) {
+		__u32 code = be32(st->hdr + 4);
+
+		mlen = be32(st->hdr);
+		if (mlen < 8 || mlen > 10000)
+			return desync(c);
+		append_hdr(c, 8);
+		if (code == PG_SSL_REQ || code == PG_GSS_REQ)
+			c->ps->d[PG_DIR_BACKEND].bare = 1;
+		else
+			st->untyped = 0;
+		body = mlen - 8;
+		cap = 2048;
+	} else {
+		mlen = be32(st->hdr + 1);
+		if (!legal_type(c->dir, t) || mlen < 4 || mlen > PG_MAX_MSG)
+			return desync(c);
+		body = mlen - 4;
+		if (t == 'd' || (t == 'D' && c->dir == PG_DIR_BACKEND)) {
+			add_skipped(c, 5);
+			st->skip = body;
+			return 0;
+		}
+		append_hdr(c, 5);
+		cap = body_cap(c->dir, t);
+	}
+	st->copy = body < cap ? body : cap;
+	st->skip = body - st->copy;
+	return 0;
+}
+
+static long frame_step(__u32 i, void *arg)
+{
+	struct frame_ctx *c = arg;
+	struct pg_dirstate *st = c->st;
+	__u32 avail, k, need;
+
+	if (c->off >= c->n)
+		return 1;
+	avail = c->n - c->off;
+	if (st->copy) {
+		k = st->copy < avail ? st->copy : avail;
+		if (k > PG_COPY_STEP)
+			k = PG_COPY_STEP;
+		append_user(c, k);
+		st->copy -= k;
+		c->off += k;
+		return 0;
+	}
+	if (st->skip) {
+		k = st->skip < avail ? st->skip : avail;
+		add_skipped(c, k);
+		st->skip -= k;
+		c->off += k;
+		return 0;
+	}
+	if (st->bare) {
+		__u8 b = 0;
+
+		bpf_probe_read_user(&b, 1, (void *)(c->buf + c->off));
+		st->hdr[0] = b;
+		append_hdr(c, 1);
+		st->bare = 0;
+		c->off += 1;
+		if (b == 'S' || b == 'G') {
+			/* TLS or GSS from here on: nothing more is readable. */
+			c->ps->encrypted = 1;
+			add_skipped(c, c->n - c->off);
+			c->off = c->n;
+			return 1;
+		}
+		return 0;
+	}
+	need = st->untyped ? 8 : 5;
+	if (st->hdr_have >= need)
+		st->hdr_have = 0;
+	k = need - st->hdr_have;
+	if (k > avail)
+		k = avail;
+	bpf_probe_read_user(st->hdr + bounded(st->hdr_have, 7), bounded(k - 1, 7) + 1, (void *)(c->buf + c->off));
+	st->hdr_have += k;
+	c->off += k;
+	if (st->hdr_have < need)
+		return 0;
+	st->hdr_have = 0;
+	return header_done(c);
+}
+
+/* Does a write start with a startup-phase message (no type byte)? */
+static __always_inline bool looks_untyped(const __u8 *b)
+{
+	__u32 len = be32(b), code = be32(b + 4);
+
+	return len >= 8 && len <= 10000 &&
+	       ((code >> 16) == 3 || code == PG_SSL_REQ || code == PG_GSS_REQ || code == 80877102);
+}
+
+/* Frame one contiguous chunk of a syscall's data. */
+static __noinline void frame_chunk(struct frame_ctx *c)
+{
+	struct pg_dirstate *st = c->st;
+
+	if (!st->synced) {
+		/* Writes start at a message boundary; so does the backend's first
+		 * reply after a write.  The framer's checks catch a wrong guess. */
+		if (c->dir == PG_DIR_FRONTEND) {
+			__u8 b[8] = { 0 };
+
+			bpf_probe_read_user(b, sizeof(b), (void *)c->buf);
+			st->untyped = c->n >= 8 && looks_untyped(b);
+			if (!c->ps->d[PG_DIR_BACKEND].synced)
+				c->ps->d[PG_DIR_BACKEND].sync_next = 1;
+		} else if (!st->sync_next) {
+			add_lost(c, c->n);
+			return;
+		}
+		st->synced = 1;
+		st->sync_next = 0;
+		st->hdr_have = 0;
+		st->skip = st->copy = 0;
+	}
+	bpf_loop(PG_MAX_STEPS, frame_step, c, 0);
+	if (c->off < c->n)
+		desync(c);
+}
+
+#endif
