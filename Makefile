@@ -21,7 +21,7 @@ LDLIBS   := -lbpf -lelf -lz -ljansson -lpg_query -lgvc -lcgraph -lmicrohttpd -lm
 DEB_PKGS := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
             libpg-query-dev libprotobuf-c-dev libjansson-dev \
             libgraphviz-dev graphviz libmicrohttpd-dev libcmocka-dev libclang-rt-14-dev \
-            postgresql-15 postgresql-contrib python3 python3-psycopg2 curl iproute2 \
+            postgresql-15 postgresql-contrib python3 python3-psycopg2 curl iproute2 jq \
             chromium
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
@@ -33,6 +33,8 @@ USER_OBJS := $(patsubst user/%.c,$(BUILD)/obj/%.o,$(USER_SRCS))
 LIB_OBJS  := $(filter-out $(BUILD)/obj/main.o,$(USER_OBJS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+BENCH_SRCS := $(wildcard tests/bench/bench_*.c)
+BENCH_BINS := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
 # Pure sources the fuzzers exercise (no libbpf, no skeleton).
@@ -40,7 +42,7 @@ FUZZ_LIB  := user/pgwire.c user/sqltables.c
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps test unit e2e fuzz demo bench clean vmlinux
+.PHONY: all deps test unit fuzz demo bench clean vmlinux
 
 all: $(BUILD)/seams
 
@@ -65,13 +67,17 @@ $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS) | $(BUILD)/tests
 	@echo "  TEST    $@"
 	$(Q)$(CC) $(CFLAGS) -Wno-unused-function -o $@ $< $(LIB_OBJS) $(LDLIBS) -lcmocka
 
+$(BUILD)/bench/%: tests/bench/%.c $(LIB_OBJS) | $(BUILD)/bench
+	@echo "  BENCH   $@"
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS)
+
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB) $(wildcard user/*.h) | $(BUILD)/fuzz
 	@echo "  FUZZ    $@"
 	$(Q)$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser \
 		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 		-o $@ $< $(FUZZ_LIB) -ljansson -lpg_query
 
-$(BUILD) $(BUILD)/obj $(BUILD)/tests $(BUILD)/fuzz:
+$(BUILD) $(BUILD)/obj $(BUILD)/tests $(BUILD)/fuzz $(BUILD)/bench:
 	$(Q)mkdir -p $@
 
 deps:
@@ -93,7 +99,7 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)tests/demo/run.sh
 
-bench: deps all
+bench: deps all $(BENCH_BINS)
 	$(Q)tests/bench/run.sh
 
 # Regenerate the committed CO-RE header from the running kernel.

@@ -2,6 +2,7 @@
  * inode of the cgroup's directory; the kernel turns it back into a path via
  * open_by_handle_at() on the cgroup2 mount (a kernfs file handle). */
 #include <ctype.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,4 +176,95 @@ void cg_service_name(const char *path, const char *comm, char *out, size_t len)
 	else if (ends_with(last, n, ".slice"))
 		n -= strlen(".slice");
 	snprintf(out, len, "%.*s", (int)n, last);
+}
+
+/* /proc/net/unix gives the listening socket's inode; the process holding it
+ * is found by its fd links. */
+static unsigned long unix_listen_inode(const char *sockpath)
+{
+	FILE *f = fopen("/proc/net/unix", "r");
+	char line[4096];
+	unsigned long inode = 0;
+
+	if (!f)
+		return 0;
+	while (!inode && fgets(line, sizeof(line), f)) {
+		unsigned long flags, ino;
+		unsigned int st;
+		char path[4096];
+
+		if (sscanf(line, "%*s %*s %*s %lx %*s %x %lu %4095s", &flags, &st, &ino, path) == 4 &&
+		    (flags & 0x10000) && !strcmp(path, sockpath))
+			inode = ino;
+	}
+	fclose(f);
+	return inode;
+}
+
+static int pid_holding(unsigned long inode)
+{
+	char want[64], link[128], fddir[64], target[64];
+	struct dirent *p, *fd;
+	DIR *proc, *fds;
+	int found = -1;
+
+	snprintf(want, sizeof(want), "socket:[%lu]", inode);
+	proc = opendir("/proc");
+	if (!proc)
+		return -1;
+	while (found < 0 && (p = readdir(proc))) {
+		if (!isdigit((unsigned char)p->d_name[0]))
+			continue;
+		snprintf(fddir, sizeof(fddir), "/proc/%.20s/fd", p->d_name);
+		fds = opendir(fddir);
+		if (!fds)
+			continue;
+		while (found < 0 && (fd = readdir(fds))) {
+			ssize_t n;
+
+			snprintf(link, sizeof(link), "%s/%.20s", fddir, fd->d_name);
+			n = readlink(link, target, sizeof(target) - 1);
+			if (n > 0) {
+				target[n] = '\0';
+				if (!strcmp(target, want))
+					found = atoi(p->d_name);
+			}
+		}
+		closedir(fds);
+	}
+	closedir(proc);
+	return found;
+}
+
+int cg_unix_listener(const char *sockpath, char *cgroup, size_t cglen, char *comm, size_t commlen)
+{
+	unsigned long inode = unix_listen_inode(sockpath);
+	char path[64], line[4096];
+	FILE *f;
+	int pid;
+
+	if (!inode || (pid = pid_holding(inode)) < 0)
+		return -1;
+	snprintf(cgroup, cglen, "/");
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", pid);
+	f = fopen(path, "r");
+	if (f) {
+		while (fgets(line, sizeof(line), f))
+			if (!strncmp(line, "0::", 3)) {
+				line[strcspn(line, "\n")] = '\0';
+				snprintf(cgroup, cglen, "%s", line + 3);
+			}
+		fclose(f);
+	}
+	snprintf(comm, commlen, "unknown");
+	snprintf(path, sizeof(path), "/proc/%d/comm", pid);
+	f = fopen(path, "r");
+	if (f) {
+		if (fgets(line, sizeof(line), f)) {
+			line[strcspn(line, "\n")] = '\0';
+			snprintf(comm, commlen, "%s", line);
+		}
+		fclose(f);
+	}
+	return 0;
 }

@@ -32,4 +32,8 @@ uint64_t cgnames_lookup(struct cgnames *c, const char *arg, char *path, size_t l
  * component, and the root cgroup by the process name. */
 void cg_service_name(const char *path, const char *comm, char *out, size_t len);
 
+/* The process listening on a Unix socket path: its cgroup v2 path and name.
+ * -1 when no process on this host listens there. */
+int cg_unix_listener(const char *sockpath, char *cgroup, size_t cglen, char *comm, size_t commlen);
+
 #endif

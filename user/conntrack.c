@@ -291,7 +291,7 @@ static const char *node_id(json_t *node)
 	return json_string_value(json_object_get(node, "id"));
 }
 
-static json_t *service_node(struct graph *g, const struct service *s)
+json_t *conntrack_node(struct graph *g, const struct service *s)
 {
 	json_t *node = graph_service(g, s->name, s->cgroup);
 
@@ -344,8 +344,7 @@ static json_t *remote_node(struct graph *g, const uint8_t addr[16], int port)
 	return graph_external(g, a, port > 0 ? (uint16_t)port : 0);
 }
 
-/* Who listens on addr:port among the server ends seen, or NULL. */
-static struct service *listening_service(struct conntrack *ct, const uint8_t addr[16], uint16_t port)
+struct service *conntrack_server(struct conntrack *ct, const uint8_t addr[16], uint16_t port)
 {
 	for (size_t i = 0; i < ct->nconns; i++) {
 		struct conn *s = ct->conns[i];
@@ -379,7 +378,7 @@ void conntrack_to_graph(struct conntrack *ct, struct graph *g, int64_t off)
 		if (c->role != ROLE_SERVER)
 			continue;
 		addr_format(c->laddr, c->lport, buf, sizeof(buf));
-		graph_node_add_string(service_node(g, c->svc), "listens", buf);
+		graph_node_add_string(conntrack_node(g, c->svc), "listens", buf);
 		h = tuple_hash(c->laddr, c->lport, c->raddr, c->rport);
 		c->next_same_tuple = u64map_get(&index, h);
 		if (u64map_put(&index, h, c)) {
@@ -395,8 +394,8 @@ void conntrack_to_graph(struct conntrack *ct, struct graph *g, int64_t off)
 		srv = find_server(&index, c);
 		if (srv)
 			srv->matched = true;
-		add_connection(g, &durations, service_node(g, c->svc),
-			       srv ? service_node(g, srv->svc) : remote_node(g, c->raddr, c->rport),
+		add_connection(g, &durations, conntrack_node(g, c->svc),
+			       srv ? conntrack_node(g, srv->svc) : remote_node(g, c->raddr, c->rport),
 			       c, c->rport, off);
 	}
 	for (size_t i = 0; i < ct->nconns; i++) {
@@ -404,13 +403,13 @@ void conntrack_to_graph(struct conntrack *ct, struct graph *g, int64_t off)
 
 		if (c->role == ROLE_SERVER && !c->matched)
 			add_connection(g, &durations, remote_node(g, c->raddr, -1),
-				       service_node(g, c->svc), c, c->lport, off);
+				       conntrack_node(g, c->svc), c, c->lport, off);
 	}
 	for (size_t i = 0; i < ct->nfails; i++) {
 		struct conn_failure *f = &ct->fails[i];
-		struct service *srv = listening_service(ct, f->raddr, f->rport);
-		json_t *to = srv ? service_node(g, srv) : remote_node(g, f->raddr, f->rport);
-		json_t *e = graph_edge(g, node_id(service_node(g, f->svc)), node_id(to), "tcp");
+		struct service *srv = conntrack_server(ct, f->raddr, f->rport);
+		json_t *to = srv ? conntrack_node(g, srv) : remote_node(g, f->raddr, f->rport);
+		json_t *e = graph_edge(g, node_id(conntrack_node(g, f->svc)), node_id(to), "tcp");
 
 		json_object_set_new(e, "port", json_integer(f->rport));
 		if (!json_object_get(e, "connections"))

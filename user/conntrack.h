@@ -79,6 +79,12 @@ void conntrack_to_graph(struct conntrack *ct, struct graph *g, int64_t mono_to_r
 
 size_t conntrack_open_count(const struct conntrack *ct);
 
+/* The service that accepted connections on addr:port, or NULL. */
+struct service *conntrack_server(struct conntrack *ct, const uint8_t addr[16], uint16_t port);
+
+/* The graph node of a service, with its processes. */
+json_t *conntrack_node(struct graph *g, const struct service *s);
+
 /* "10.0.0.1", "::1"; with a port "10.0.0.1:80", "[::1]:80".  buf >= 64. */
 void addr_format(const uint8_t addr[16], int port, char *buf, size_t len);
 

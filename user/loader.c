@@ -86,6 +86,8 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 	}
 	l->skel->rodata->self_tgid = getpid();
 	l->skel->rodata->filter_cgroups = o->ncgroups > 0;
+	for (size_t i = 0; i < o->npg_ports && i + 1 < SEAMS_MAX_PG_PORTS; i++)
+		l->skel->rodata->pg_ports[i + 1] = o->pg_ports[i];
 	ret = seams_bpf__load(l->skel);
 	if (ret) {
 		snprintf(err, len, "the kernel refused seams' BPF programs (%s); run with -v for the "

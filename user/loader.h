@@ -14,6 +14,8 @@ struct loader_opts {
 	bool verbose;             /* libbpf's own output */
 	const uint64_t *cgroups;  /* --cgroup ids; none = the whole host */
 	size_t ncgroups;
+	const uint16_t *pg_ports;  /* PostgreSQL server ports besides 5432 */
+	size_t npg_ports;
 };
 
 struct loader;
