@@ -112,7 +112,7 @@ static __always_inline __u32 body_cap(__u32 dir, __u8 t)
 {
 	if (dir == PG_DIR_FRONTEND) {
 		switch (t) {
-		case 'Q': case 'P': return PG_SQL_MAX;
+		case 'Q': case 'P': return PG_SQL_COPY;
 		case 'B': return 256;   /* portal and statement names lead; values follow */
 		case 'D': case 'C': case 'E': case 'F': return 128;
 		case 'p': return 0;     /* passwords and SASL: never copied */
@@ -180,6 +180,8 @@ __noinline int pg_flush(struct pg_scratch *scr, struct pg_dirstate *st)
 		}
 		st->pend_lost += lost;
 		count_n(CNT_PG_LOST, ev->len);
+	} else {
+		count_n(CNT_PG_COPIED, ev->len);
 	}
 	ev_reset(ev);
 	return 0;

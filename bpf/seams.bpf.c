@@ -234,9 +234,12 @@ int on_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		bpf_map_delete_elem(&connecting, &key);
 		return 0;
 	}
-	if (ctx->newstate == TCP_CLOSE && bpf_map_lookup_elem(&socks, &key)) {
-		emit(EV_CLOSE, sk, NULL);
-		bpf_map_delete_elem(&socks, &key);
+	if (ctx->newstate == TCP_CLOSE) {
+		bpf_map_delete_elem(&pgconns, &key);
+		if (bpf_map_lookup_elem(&socks, &key)) {
+			emit(EV_CLOSE, sk, NULL);
+			bpf_map_delete_elem(&socks, &key);
+		}
 	}
 	return 0;
 }
@@ -245,6 +248,23 @@ static __always_inline void forget_fd(__u64 tgid, __u64 fd)
 {
 	__u64 key = tgid << 32 | (__u32)fd;
 
+	bpf_map_delete_elem(&fds, &key);
+}
+
+/* close() of a PostgreSQL client fd: a Unix socket has no state-change
+ * tracepoint, so its end is reported here. */
+static __always_inline void close_fd(__u64 tgid, __u64 fd)
+{
+	__u64 key = tgid << 32 | (__u32)fd, skey;
+	__u8 *kind = bpf_map_lookup_elem(&fds, &key);
+	struct sock *sk;
+
+	if (kind && *kind == FD_PG && (sk = fd_to_sock((int)fd))) {
+		skey = (__u64)sk;
+		if (bpf_map_delete_elem(&pgconns, &skey) == 0 &&
+		    BPF_CORE_READ(sk, __sk_common.skc_family) == AF_UNIX)
+			emit(EV_CLOSE, sk, NULL);
+	}
 	bpf_map_delete_elem(&fds, &key);
 }
 
@@ -331,7 +351,7 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		bpf_map_update_elem(&inflights, &id, &in, BPF_ANY);
 		break;
 	case NR_close:
-		forget_fd(tgid, BPF_CORE_READ(regs, di));
+		close_fd(tgid, BPF_CORE_READ(regs, di));
 		break;
 	case NR_dup2: case NR_dup3:
 		forget_fd(tgid, BPF_CORE_READ(regs, si));

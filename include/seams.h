@@ -28,6 +28,7 @@ enum seams_counter {
 	CNT_PG_LOST,        /* PostgreSQL bytes lost: out of step, or ring buffer full */
 	CNT_PG_EVENTS_LOST, /* PostgreSQL data events dropped (ring buffer full) */
 	CNT_PG_FULL,        /* PostgreSQL connection table full */
+	CNT_PG_COPIED,      /* PostgreSQL bytes copied to the collector */
 	CNT_MAX,
 };
 
@@ -60,12 +61,12 @@ struct conn_event {
 
 /* PostgreSQL payload capture.  The kernel follows message framing and copies
  * only what the decoder needs: each message's header and the first bytes of
- * its body (all of a Query or Parse up to PG_SQL_MAX), never DataRow or
+ * its body (all of a Query or Parse up to PG_SQL_COPY), never DataRow or
  * CopyData messages.  What it leaves out is reported as gaps, so the
  * collector stays in step and bytes copied do not grow with result size. */
 #define PG_DATA_MAX  16384 /* payload bytes in one event */
 #define PG_SEGS_MAX  16    /* byte runs in one event, each followed by gaps */
-#define PG_SQL_MAX   16000 /* longest SQL text copied; longer is truncated */
+#define PG_SQL_COPY  16000 /* longest SQL text copied; longer is truncated */
 #define PG_PATH_MAX  108   /* sun_path */
 
 enum pg_direction { PG_DIR_FRONTEND = 0, PG_DIR_BACKEND = 1 };
