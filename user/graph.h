@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #define GRAPH_SCHEMA "seams.graph/v1"
+#define GRAPH_MAX_STATEMENTS 10	/* "statements" keeps the most frequent ones */
 
 struct graph;
 
@@ -57,6 +58,9 @@ int graph_write(struct graph *g, const char *path, char *err, size_t errlen);
 struct graph *graph_load(const char *path, char *err, size_t errlen);
 
 /* Additions for report, export and merge. */
+
+/* The node's position for graph_node_at(), or -1 if absent. */
+long graph_node_index(struct graph *g, const char *id);
 
 /* obj[key] as a string, NULL when absent or not a string. */
 const char *json_str(const json_t *obj, const char *key);

@@ -1,5 +1,4 @@
 /* seams: the command table.  Each subcommand lives in its own cmd_*.c. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -17,17 +16,6 @@ static const struct cmd cmds[] = {
 	{ "export", cmd_export, "draw a graph as dot, mermaid, svg or html" },
 	{ "merge", cmd_merge, "merge graphs captured on several hosts" },
 };
-
-void die_msg(const char *fmt, ...)
-{
-	va_list ap;
-
-	fputs("seams: ", stderr);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-}
 
 static void usage(FILE *f)
 {

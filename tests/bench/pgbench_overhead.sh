@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# pgbench TPC-B throughput with and without `seams capture` attached, in
+# alternating runs in one go (these 2-core machines are noisy).  Prints each
+# run, the median ratio with/without, and the events seams lost.
+#   ROUNDS=5 SECS=15 CLIENTS=4 tests/bench/pgbench_overhead.sh
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+require_root
+require_seams
+
+ROUNDS=${ROUNDS:-5}
+SECS=${SECS:-15}
+CLIENTS=${CLIENTS:-4}
+
+cg_new db
+cg_new bench
+pg_start --cgroup db
+runuser -u postgres -- "$PG_BIN/pgbench" -i -q -s 4 -h 127.0.0.1 -p "$PGPORT" postgres >/dev/null 2>&1 ||
+	fail "pgbench -i failed"
+
+run_pgbench() {
+	local out=$TEST_TMP/pgbench.$RANDOM
+	cg_run bench runuser -u postgres -- "$PG_BIN/pgbench" -n -c "$CLIENTS" -j 2 -T "$SECS" \
+		-h 127.0.0.1 -p "$PGPORT" postgres > "$out" 2>&1 || { cat "$out" >&2; fail "pgbench failed"; }
+	sed -n 's/^tps = \([0-9.]*\) .*/\1/p' "$out" | head -n1
+}
+
+ratios=()
+lost_total=0
+printf '%-6s %12s %12s %8s %10s %12s\n' round without with ratio lost events/s
+for r in $(seq "$ROUNDS"); do
+	base=$(run_pgbench)
+	g=$TEST_TMP/graph.$r.json
+	seams_capture_bg "$g"
+	traced=$(run_pgbench)
+	seams_capture_stop || fail "capture failed"
+	lost=$(jq '.capture.lost_events + (.capture.pg_events_lost // 0)' "$g")
+	evs=$(jq '(.capture.events / .capture.duration_s) | floor' "$g")
+	ratio=$(awk -v a="$traced" -v b="$base" 'BEGIN { printf "%.4f", a / b }')
+	ratios+=("$ratio")
+	lost_total=$((lost_total + lost))
+	printf '%-6s %12s %12s %8s %10s %12s\n' "$r" "$base" "$traced" "$ratio" "$lost" "$evs"
+done
+median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
+echo "median TPS ratio with/without seams: $median (target >= 0.98); events lost: $lost_total (target 0)"
