@@ -18,6 +18,7 @@
 #include "conntrack.h"
 #include "graph.h"
 #include "loader.h"
+#include "pgtrack.h"
 
 static volatile sig_atomic_t exiting;
 
@@ -29,6 +30,7 @@ static void on_signal(int sig)
 struct capture {
 	struct cgnames names;
 	struct conntrack ct;
+	struct pgtrack pg;
 	uint64_t events;
 	bool trace; /* SEAMS_TRACE=1: every event on stderr, for debugging */
 };
@@ -43,14 +45,14 @@ static uint64_t now_ns(clockid_t clk)
 
 /* The service owning an event's task: its cgroup, or in the root cgroup
  * (or a cgroup already gone) its process name. */
-static struct service *owner_service(struct capture *cap, const struct conn_event *e)
+static struct service *owner_service(struct capture *cap, uint64_t cgroup_id, const char *task_comm)
 {
 	char comm[SEAMS_COMM_LEN + 1], name[256];
 	const char *path;
 
-	memcpy(comm, e->comm, SEAMS_COMM_LEN);
+	memcpy(comm, task_comm, SEAMS_COMM_LEN);
 	comm[SEAMS_COMM_LEN] = '\0';
-	path = cgnames_path(&cap->names, e->cgroup_id);
+	path = cgnames_path(&cap->names, cgroup_id);
 	cg_service_name(path, comm, name, sizeof(name));
 	return conntrack_service(&cap->ct, name, path ? path : "/", comm);
 }
@@ -64,8 +66,17 @@ static int on_event(void *ctx, void *data, size_t size)
 	if (size < sizeof(*h))
 		return 0;
 	cap->events++;
-	if (h->type == EV_PG_OPEN || h->type == EV_PG_DATA)
+	if (h->type == EV_PG_DATA) {
+		pgtrack_data(&cap->pg, data, size);
 		return 0;
+	}
+	if (h->type == EV_PG_OPEN) {
+		const struct pg_open_event *o = data;
+
+		if (size >= sizeof(*o))
+			pgtrack_open(&cap->pg, o, owner_service(cap, o->cgroup_id, o->comm));
+		return 0;
+	}
 	if (size < sizeof(*e))
 		return 0;
 	if (cap->trace) {
@@ -76,22 +87,28 @@ static int on_event(void *ctx, void *data, size_t size)
 		fprintf(stderr, "event %u sock %llx tgid %u cgroup %llu %s -> %s\n", e->type,
 			(unsigned long long)e->sock, e->tgid, (unsigned long long)e->cgroup_id, l, r);
 	}
-	conntrack_event(&cap->ct, e, e->type == EV_CLOSE ? NULL : owner_service(cap, e));
+	if (e->type == EV_CLOSE)
+		pgtrack_close(&cap->pg, e->sock);
+	conntrack_event(&cap->ct, e, e->type == EV_CLOSE ? NULL : owner_service(cap, e->cgroup_id, e->comm));
 	return 0;
 }
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: seams capture [--duration SECONDS] [--output FILE|-] [--cgroup PATH]... [-v]\n"
+		"usage: seams capture [--duration SECONDS] [--output FILE|-] [--cgroup PATH]...\n"
+		"                     [--pg-port PORT]... [-v]\n"
 		"\n"
-		"Trace TCP connections of every cgroup (or only the --cgroup ones and their\n"
-		"children) until the duration ends or Ctrl-C, then write the service graph.\n"
+		"Trace TCP connections and PostgreSQL traffic of every cgroup (or only the\n"
+		"--cgroup ones and their children) until the duration ends or Ctrl-C, then\n"
+		"write the service graph.\n"
 		"\n"
 		"  -d, --duration SECONDS  stop after this long (default: until Ctrl-C)\n"
 		"  -o, --output FILE       where to write the graph JSON, '-' for stdout\n"
 		"                          (default: graph.json)\n"
 		"  -c, --cgroup PATH       trace only this cgroup v2 subtree; repeatable\n"
+		"  -p, --pg-port PORT      PostgreSQL also listens on PORT (5432 always does);\n"
+		"                          repeatable.  Other ports are found by traffic shape\n"
 		"  -v, --verbose           show libbpf's messages\n");
 }
 
@@ -116,14 +133,17 @@ static int check_output(const char *path)
 	return 0;
 }
 
-static void status_line(struct capture *cap, uint64_t lost)
+static void status_line(struct capture *cap, const uint64_t *cnt)
 {
-	fprintf(stderr, "\r\033[K  %llu events  %zu connections open  %llu lost",
+	fprintf(stderr, "\r\033[K  %llu events  %zu connections open  %llu statements  "
+		"%llu lost events  %llu PostgreSQL bytes lost",
 		(unsigned long long)cap->events, conntrack_open_count(&cap->ct),
-		(unsigned long long)lost);
+		(unsigned long long)cap->pg.statements,
+		(unsigned long long)(cnt[CNT_LOST_EVENTS] + cnt[CNT_PG_EVENTS_LOST]),
+		(unsigned long long)cnt[CNT_PG_LOST]);
 }
 
-static void fill_capture(struct graph *g, uint64_t start, uint64_t end, uint64_t events,
+static void fill_capture(struct graph *g, uint64_t start, uint64_t end, struct capture *cap,
 			 const uint64_t *cnt)
 {
 	json_t *c = graph_capture(g);
@@ -139,9 +159,18 @@ static void fill_capture(struct graph *g, uint64_t start, uint64_t end, uint64_t
 	graph_format_time(end, t, sizeof(t));
 	json_object_set_new(c, "end", json_string(t));
 	json_object_set_new(c, "duration_s", json_real((double)(end - start) / 1e9));
-	json_object_set_new(c, "events", json_integer(events));
-	json_object_set_new(c, "lost_events", json_integer(cnt[CNT_LOST_EVENTS]));
-	json_object_set_new(c, "untracked_connections", json_integer(cnt[CNT_SOCK_FULL]));
+	json_object_set_new(c, "events", json_integer(cap->events));
+	json_object_set_new(c, "lost_events", json_integer(cnt[CNT_LOST_EVENTS] + cnt[CNT_PG_EVENTS_LOST]));
+	json_object_set_new(c, "untracked_connections", json_integer(cnt[CNT_SOCK_FULL] + cnt[CNT_PG_FULL]));
+	json_object_set_new(c, "pg_connections", json_integer(cap->pg.connections));
+	json_object_set_new(c, "pg_statements", json_integer(cap->pg.statements));
+	json_object_set_new(c, "pg_unknown_statements", json_integer(cap->pg.unknown_statements));
+	json_object_set_new(c, "pg_encrypted_connections", json_integer(cap->pg.encrypted_connections));
+	json_object_set_new(c, "pg_bytes_copied", json_integer(cnt[CNT_PG_COPIED]));
+	json_object_set_new(c, "pg_bytes_skipped", json_integer(cnt[CNT_PG_SKIPPED]));
+	json_object_set_new(c, "pg_lost_bytes", json_integer(cnt[CNT_PG_LOST]));
+	json_object_set_new(c, "pg_events_lost", json_integer(cnt[CNT_PG_EVENTS_LOST]));
+	json_object_set_new(c, "pg_undecodable_bytes", json_integer(pgtrack_undecodable(&cap->pg)));
 }
 
 /* Every service seen here ran on this host: merge uses it across hosts. */
@@ -178,6 +207,7 @@ int cmd_capture(int argc, char **argv)
 		{ "duration", required_argument, NULL, 'd' },
 		{ "output", required_argument, NULL, 'o' },
 		{ "cgroup", required_argument, NULL, 'c' },
+		{ "pg-port", required_argument, NULL, 'p' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -187,6 +217,7 @@ int cmd_capture(int argc, char **argv)
 	uint64_t cgroups[SEAMS_MAX_CGROUPS], cnt[CNT_MAX] = { 0 };
 	const char *output = "graph.json";
 	const char *cgroup_args[SEAMS_MAX_CGROUPS];
+	uint16_t pg_ports[SEAMS_MAX_PG_PORTS - 1];
 	size_t ncgroup_args = 0;
 	double duration = 0;
 	struct loader *l = NULL;
@@ -201,7 +232,7 @@ int cmd_capture(int argc, char **argv)
 	cap.names.mount_fd = -1;
 	cap.trace = getenv("SEAMS_TRACE") != NULL;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "d:o:c:vh", opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "d:o:c:p:vh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'd':
 			duration = strtod(optarg, &endp);
@@ -220,6 +251,21 @@ int cmd_capture(int argc, char **argv)
 			}
 			cgroup_args[ncgroup_args++] = optarg;
 			break;
+		case 'p': {
+			unsigned long port = strtoul(optarg, &endp, 10);
+
+			if (*endp || !port || port > 65535) {
+				die_msg("--pg-port '%s' is not a TCP port number (1-65535)", optarg);
+				return 2;
+			}
+			if (lo.npg_ports == SEAMS_MAX_PG_PORTS - 1) {
+				die_msg("too many --pg-port options (at most %d)", SEAMS_MAX_PG_PORTS - 1);
+				return 2;
+			}
+			pg_ports[lo.npg_ports++] = (uint16_t)port;
+			lo.pg_ports = pg_ports;
+			break;
+		}
 		case 'v':
 			lo.verbose = true;
 			break;
@@ -259,6 +305,10 @@ int cmd_capture(int argc, char **argv)
 	if (check_output(output))
 		goto out;
 	conntrack_init(&cap.ct);
+	if (pgtrack_init(&cap.pg)) {
+		die_msg("out of memory");
+		goto out;
+	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
@@ -293,7 +343,7 @@ int cmd_capture(int argc, char **argv)
 		}
 		if (tty && now - last_status >= 500000000ULL) {
 			loader_counters(l, cnt);
-			status_line(&cap, cnt[CNT_LOST_EVENTS]);
+			status_line(&cap, cnt);
 			last_status = now;
 		}
 	}
@@ -310,21 +360,26 @@ int cmd_capture(int argc, char **argv)
 
 	conntrack_load_listeners(&cap.ct);
 	g = graph_new();
-	fill_capture(g, start, end, cap.events, cnt);
+	fill_capture(g, start, end, &cap, cnt);
 	conntrack_to_graph(&cap.ct, g, mono_to_real);
+	pgtrack_to_graph(&cap.pg, g, &cap.ct, mono_to_real);
 	name_host(g);
 	ret = write_graph(g, output) ? 1 : 0;
 	fprintf(stderr, "seams: captured %.1f s: %llu events, %llu lost; %zu nodes, %zu edges%s%s\n",
 		(double)(end - start) / 1e9, (unsigned long long)cap.events,
 		(unsigned long long)cnt[CNT_LOST_EVENTS], graph_node_count(g), graph_edge_count(g),
 		ret ? "" : " -> ", ret ? "" : (strcmp(output, "-") ? output : "stdout"));
-	if (cnt[CNT_LOST_EVENTS])
+	if (cnt[CNT_LOST_EVENTS] + cnt[CNT_PG_EVENTS_LOST])
 		die_msg("%llu events were lost (ring buffer full); the graph undercounts",
-			(unsigned long long)cnt[CNT_LOST_EVENTS]);
+			(unsigned long long)(cnt[CNT_LOST_EVENTS] + cnt[CNT_PG_EVENTS_LOST]));
+	if (cnt[CNT_PG_LOST])
+		die_msg("%llu PostgreSQL bytes could not be followed; statements in them are missing",
+			(unsigned long long)cnt[CNT_PG_LOST]);
 out:
 	ring_buffer__free(rb);
 	loader_stop(l);
 	graph_free(g);
+	pgtrack_free(&cap.pg);
 	conntrack_free(&cap.ct);
 	cgnames_free(&cap.names);
 	return ret;

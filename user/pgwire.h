@@ -15,8 +15,11 @@ struct pg_stmt {
 			      * (prepared before the capture began) */
 	const char *tag;     /* CommandComplete tag ("UPDATE 3"), NULL on error */
 	const char *sqlstate;/* ErrorResponse SQLSTATE, NULL on success */
-	uint64_t start_ns;   /* when the request was seen */
-	uint64_t end_ns;     /* when its completion was seen */
+	uint64_t start_ns;   /* when the request was seen: the Query, or the
+			      * Execute (the Parse/Bind when that failed) */
+	uint64_t end_ns;     /* when its CommandComplete/ErrorResponse was seen */
+	int truncated;       /* the text was longer than the decoder keeps
+			      * (PG_SQL_MAX): sql is NULL, tables unknown */
 };
 
 struct pg_callbacks {
@@ -30,7 +33,13 @@ struct pg_stats {
 	uint64_t undecodable_bytes; /* bytes dropped while out of sync or malformed */
 	uint64_t resyncs;           /* times the decoder found its footing again */
 	uint64_t unknown_statements;/* Binds/Executes of statements parsed before capture */
+	uint64_t truncated_statements;/* statements whose text exceeded PG_SQL_MAX */
+	uint64_t encrypted_bytes;   /* bytes after TLS/GSS was negotiated, not decoded */
 };
+
+/* Longest SQL text kept per Query/Parse message; longer ones are reported
+ * with sql NULL and truncated set, never as a wrong prefix. */
+#define PG_SQL_MAX (64 * 1024)
 
 struct pg_conn;
 
@@ -46,6 +55,12 @@ void pg_conn_feed(struct pg_conn *c, enum pg_dir dir, const uint8_t *buf, size_t
  * CopyData body, or lost them).  Skips inside a DataRow/CopyData body keep the
  * decoder in sync; anywhere else it resynchronizes. */
 void pg_conn_skip(struct pg_conn *c, enum pg_dir dir, uint64_t n, uint64_t ts_ns);
+
+/* n bytes that seams' kernel framer left out on purpose, in step with the
+ * message framing: first the rest of the current message's body (its needed
+ * prefix was fed), then whole DataRow or CopyData messages.  The decoder
+ * stays in step; if it was not at the matching place, it resynchronizes. */
+void pg_conn_elide(struct pg_conn *c, enum pg_dir dir, uint64_t n, uint64_t ts_ns);
 
 const struct pg_stats *pg_conn_stats(const struct pg_conn *c);
 

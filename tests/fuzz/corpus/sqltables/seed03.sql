@@ -1,0 +1,1 @@
+SELECT * FROM "MySchema"."My Table", Foo.BAR

@@ -1,0 +1,1 @@
+UPDATE a SET x = b.x FROM b WHERE a.id = b.id

@@ -1,0 +1,1 @@
+DELETE FROM a USING b WHERE a.id = b.id

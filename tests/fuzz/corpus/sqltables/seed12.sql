@@ -1,0 +1,1 @@
+TRUNCATE a, b; LOCK TABLE t; VACUUM t

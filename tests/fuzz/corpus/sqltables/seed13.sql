@@ -1,0 +1,1 @@
+CREATE TABLE x (id int DEFAULT 'secret' REFERENCES y(id)); ALTER TABLE x ADD z int; DROP TABLE a.b, c; CREATE INDEX i ON t (a)

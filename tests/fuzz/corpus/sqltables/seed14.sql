@@ -1,0 +1,1 @@
+COMMENT ON TABLE t IS 'x'; PREPARE p AS SELECT 'x'; EXECUTE p('x'); CALL f('x') /* c */ -- d

@@ -1,0 +1,1 @@
+SELECT E'a\'b', $q$z$q$, B'01', X'1f', 1.5 FROM pg_catalog.pg_class

@@ -1,0 +1,1 @@
+SELECT b=$1ORc=$2

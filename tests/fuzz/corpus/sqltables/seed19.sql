@@ -1,0 +1,1 @@
+BEGIN; SET x = 1; COMMIT
