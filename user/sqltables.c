@@ -651,14 +651,133 @@ static void evict_oldest(struct sql_cache *c)
 	c->n--;
 }
 
+static int ident_char(char ch)
+{
+	return isalnum((unsigned char)ch) || ch == '_' || ch == '$' || (unsigned char)ch >= 0x80;
+}
+
+/* The cache key: the text with every string and number literal replaced by
+ * '?', comments dropped and white space collapsed.  Statements that differ only in their literals
+ * (most of them, with clients that inline values) share one entry, parse
+ * once, and no literal is kept in memory.  Anything this lexer does not
+ * understand is kept verbatim, which only costs a cache miss. */
+static char *shape_key(const char *sql, size_t *keylen)
+{
+	size_t n = strlen(sql), o = 0;
+	char *k = malloc(n + 1);
+	const char *p = sql, *end = sql + n;
+
+	if (!k)
+		return NULL;
+	while (p < end) {
+		int prev_ident = p > sql && ident_char(p[-1]);
+
+		if (isspace((unsigned char)*p) || (p[0] == '-' && p[1] == '-')) {
+			if (*p == '-')
+				while (p < end && *p != '\n')
+					p++;
+			else
+				p++;
+			if (o && k[o - 1] != ' ')
+				k[o++] = ' ';
+		} else if (p[0] == '/' && p[1] == '*') {
+			int depth = 0;
+
+			do {
+				if (p[0] == '/' && p[1] == '*')
+					depth++, p += 2;
+				else if (p[0] == '*' && p[1] == '/')
+					depth--, p += 2;
+				else
+					p++;
+			} while (p < end && depth);
+			if (o && k[o - 1] != ' ')
+				k[o++] = ' ';
+		} else if (*p == '"') {
+			/* a quoted identifier is structure: keep it */
+			do
+				k[o++] = *p++;
+			while (p < end && *p != '"');
+			if (p < end)
+				k[o++] = *p++;
+		} else if (*p == '\'') {
+			/* E'', B'', X'', N'': the prefix is part of the literal */
+			int prefixed = p > sql && strchr("eEbBxXnN", p[-1]) && p[-1] &&
+				       !(p - 1 > sql && ident_char(p[-2]));
+			int esc = prefixed && (p[-1] == 'e' || p[-1] == 'E');
+
+			if (prefixed && o)
+				o--;
+
+			for (p++; p < end; p++) {
+				if (esc && *p == '\\' && p + 1 < end) {
+					p++;
+				} else if (*p == '\'') {
+					if (p + 1 < end && p[1] == '\'')
+						p++;
+					else
+						break;
+				}
+			}
+			p += p < end;
+			k[o++] = '?';
+		} else if (*p == '$' && !prev_ident && (p[1] == '$' || isalpha((unsigned char)p[1]) || p[1] == '_')) {
+			/* $tag$ ... $tag$ */
+			const char *t = p + 1, *close;
+			size_t tl;
+
+			while (t < end && *t != '$' && ident_char(*t))
+				t++;
+			if (t >= end || *t != '$') {
+				k[o++] = *p++;
+				continue;
+			}
+			tl = t + 1 - p;
+			close = t + 1;
+			while (close + tl <= end && memcmp(close, p, tl))
+				close++;
+			if (close + tl > end) {
+				k[o++] = *p++;
+				continue;
+			}
+			p = close + tl;
+			k[o++] = '?';
+		} else if (isdigit((unsigned char)*p) && !prev_ident) {
+			while (p < end && (isdigit((unsigned char)*p) || *p == '.' || *p == '_'))
+				p++;
+			if (p < end && (*p == 'e' || *p == 'E') &&
+			    (isdigit((unsigned char)p[1]) ||
+			     ((p[1] == '+' || p[1] == '-') && isdigit((unsigned char)p[2])))) {
+				p += 2;
+				while (p < end && isdigit((unsigned char)*p))
+					p++;
+			}
+			k[o++] = '?';
+		} else {
+			k[o++] = *p++;
+		}
+	}
+	while (o && k[o - 1] == ' ')
+		o--;
+	k[o] = '\0';
+	*keylen = o;
+	return k;
+}
+
 const struct sql_info *sql_cache_lookup(struct sql_cache *c, const char *sql)
 {
-	size_t len = strlen(sql);
-	uint64_t h = hash_text(sql, len);
-	struct entry **b = &c->buckets[h & (c->nbuckets - 1)], *e;
+	size_t len;
+	char *key = shape_key(sql, &len);
+	uint64_t h;
+	struct entry **b, *e;
 
+	if (!key)
+		return &c->fallback.info;
+	h = hash_text(key, len);
+	b = &c->buckets[h & (c->nbuckets - 1)];
 	for (e = *b; e; e = e->next) {
-		if (e->hash == h && e->keylen == len && !memcmp(e->key, sql, len)) {
+		if (e->hash == h && e->keylen == len && !memcmp(e->key, key, len)) {
+			free(key);
 			if (c->newest != e) {
 				lru_unlink(c, e);
 				lru_push(c, e);
@@ -667,10 +786,11 @@ const struct sql_info *sql_cache_lookup(struct sql_cache *c, const char *sql)
 		}
 	}
 	e = calloc(1, sizeof(*e));
-	if (!e || !(e->key = strdup(sql))) {
-		free(e);
+	if (!e) {
+		free(key);
 		return &c->fallback.info;
 	}
+	e->key = key;
 	e->keylen = len;
 	e->hash = h;
 	analyze(e, sql);
