@@ -218,14 +218,19 @@ json_t *graph_external(struct graph *g, const char *address, uint16_t port)
 	char ep[80], id[96];
 	json_t *node;
 
-	graph_format_endpoint(address, port, ep, sizeof(ep));
+	/* Port 0: a remote client (its port is ephemeral) or a Unix socket path. */
+	if (port)
+		graph_format_endpoint(address, port, ep, sizeof(ep));
+	else
+		snprintf(ep, sizeof(ep), "%s", address);
 	snprintf(id, sizeof(id), "ext:%s", ep);
 	node = graph_node(g, id);
 	if (node)
 		return node;
 	node = node_new(id, "external", ep);
 	json_object_set_new(node, "address", json_string_lossy(address));
-	json_object_set_new(node, "port", json_integer(port));
+	if (port)
+		json_object_set_new(node, "port", json_integer(port));
 	return graph_add_node(g, node);
 }
 

@@ -1,0 +1,164 @@
+/* Service naming from cgroup paths, and joining connection ends into edges,
+ * fed synthetic kernel events. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <string.h>
+
+#include "cgname.h"
+#include "conntrack.h"
+
+static void test_service_names(void **state)
+{
+	static const struct {
+		const char *path, *comm, *want;
+	} cases[] = {
+		{ "/system.slice/orders.service", "java", "orders" },
+		{ "/system.slice/getty@tty1.service", "agetty", "getty@tty1" },
+		{ "/user.slice/user-1000.slice/session-3.scope", "bash", "session-3" },
+		{ "/system.slice/docker-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef.scope",
+		  "nginx", "0123456789ab" },
+		{ "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1234.slice/"
+		  "cri-containerd-fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210.scope",
+		  "app", "fedcba987654" },
+		{ "/kubepods/besteffort/pod42/aaaaaaaaaaaabbbbbbbbbbbbccccccccccccddddddddddddeeeeeeeeeeeeffff",
+		  "app", "aaaaaaaaaaaa" },
+		{ "/seams-test-1/web", "python3", "web" },
+		{ "/seams-test-1/web/", "python3", "web" },
+		{ "/", "postgres", "postgres" },
+		{ NULL, "curl", "curl" },
+		{ "/", "", "root" },
+	};
+	char out[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		cg_service_name(cases[i].path, cases[i].comm, out, sizeof(out));
+		assert_string_equal(out, cases[i].want);
+	}
+}
+
+static void addr(uint8_t a[16], const char *text)
+{
+	memset(a, 0, 16);
+	if (inet_pton(AF_INET6, text, a) != 1) {
+		a[10] = a[11] = 0xff;
+		assert_int_equal(inet_pton(AF_INET, text, a + 12), 1);
+	}
+}
+
+static struct conn_event ev(uint32_t type, uint64_t sock, uint64_t ts, const char *l, uint16_t lp,
+			    const char *r, uint16_t rp)
+{
+	struct conn_event e = { .type = type, .sock = sock, .ts_ns = ts, .lport = lp, .rport = rp };
+
+	addr(e.laddr, l);
+	addr(e.raddr, r);
+	return e;
+}
+
+static json_t *edge(struct graph *g, const char *src, const char *dst)
+{
+	json_t *e = graph_find_edge(g, src, dst, "tcp");
+
+	if (!e)
+		print_error("no tcp edge %s -> %s\n", src, dst);
+	assert_non_null(e);
+	return e;
+}
+
+static void test_join(void **state)
+{
+	struct conntrack ct;
+	struct graph *g = graph_new();
+	struct service *web, *api, *pool;
+	struct conn_event e;
+	json_t *x;
+
+	conntrack_init(&ct);
+	web = conntrack_service(&ct, "web", "/t/web", "curl");
+	api = conntrack_service(&ct, "api", "/t/api", "python3");
+	pool = conntrack_service(&ct, "pool", "/t/pool", "python3");
+	assert_ptr_equal(conntrack_service(&ct, "web", "/t/web", "wget"), web);
+	assert_int_equal(web->nprocs, 2);
+
+	/* connect + accept over IPv4, then both ends close */
+	e = ev(EV_CONNECT, 1, 1000000, "127.0.0.1", 40000, "127.0.0.1", 8080);
+	conntrack_event(&ct, &e, web);
+	e = ev(EV_ACCEPT, 2, 1100000, "127.0.0.1", 8080, "127.0.0.1", 40000);
+	conntrack_event(&ct, &e, api);
+	e = ev(EV_CLOSE, 1, 5000000, "127.0.0.1", 40000, "127.0.0.1", 8080);
+	e.bytes_sent = 100;
+	e.bytes_received = 2000;
+	conntrack_event(&ct, &e, NULL);
+	/* a dual-stack server sees the IPv4 client as ::ffff:127.0.0.1: same key */
+	e = ev(EV_CONNECT, 3, 2000000, "127.0.0.1", 40001, "127.0.0.1", 8080);
+	conntrack_event(&ct, &e, web);
+	e = ev(EV_ACCEPT, 4, 2000001, "::ffff:127.0.0.1", 8080, "::ffff:127.0.0.1", 40001);
+	conntrack_event(&ct, &e, api);
+	/* both ends of a pooled connection seen only mid-stream, over IPv6; the
+	 * listening socket (from /proc/net/tcp6 in a capture) tells the server */
+	addr(e.laddr, "::1");
+	conntrack_add_listener(&ct, e.laddr, 8080);
+	e = ev(EV_SEEN, 5, 3000000, "::1", 50000, "::1", 8080);
+	conntrack_event(&ct, &e, pool);
+	e = ev(EV_SEEN, 6, 3000001, "::1", 8080, "::1", 50000);
+	conntrack_event(&ct, &e, api);
+	/* a server nobody here accepted for, and a remote client */
+	e = ev(EV_CONNECT, 7, 4000000, "10.0.0.2", 40100, "10.0.0.9", 5432);
+	conntrack_event(&ct, &e, web);
+	e = ev(EV_ACCEPT, 8, 4000000, "10.0.0.2", 8080, "10.0.0.77", 51000);
+	conntrack_event(&ct, &e, api);
+	e = ev(EV_CONNECT_FAIL, 9, 4500000, "127.0.0.1", 40200, "127.0.0.1", 8080);
+	conntrack_event(&ct, &e, web);
+
+	conntrack_to_graph(&ct, g, 0);
+	x = edge(g, "svc:web", "svc:api");
+	assert_int_equal(json_integer_value(json_object_get(x, "connections")), 2);
+	assert_int_equal(json_integer_value(json_object_get(x, "failed_connections")), 1);
+	assert_int_equal(json_integer_value(json_object_get(x, "port")), 8080);
+	assert_int_equal(json_integer_value(json_object_get(x, "bytes_sent")), 100);
+	assert_int_equal(json_integer_value(json_object_get(x, "bytes_received")), 2000);
+	assert_non_null(json_object_get(x, "duration_ms"));
+	x = edge(g, "svc:pool", "svc:api");
+	assert_int_equal(json_integer_value(json_object_get(x, "connections")), 1);
+	assert_null(graph_find_edge(g, "svc:api", "svc:pool", "tcp"));
+	x = edge(g, "svc:web", "ext:10.0.0.9:5432");
+	assert_string_equal(json_str(graph_node(g, "ext:10.0.0.9:5432"), "kind"), "external");
+	edge(g, "ext:10.0.0.77", "svc:api");
+	x = json_object_get(graph_node(g, "svc:api"), "listens");
+	assert_true(json_array_size(x) >= 2);
+	assert_string_equal(json_string_value(json_array_get(x, 0)), "10.0.0.2:8080");
+
+	graph_free(g);
+	conntrack_free(&ct);
+}
+
+static void test_addr_format(void **state)
+{
+	uint8_t a[16];
+	char buf[64];
+
+	addr(a, "::ffff:192.168.1.5");
+	addr_format(a, 80, buf, sizeof(buf));
+	assert_string_equal(buf, "192.168.1.5:80");
+	addr(a, "fe80::1");
+	addr_format(a, 443, buf, sizeof(buf));
+	assert_string_equal(buf, "[fe80::1]:443");
+	addr_format(a, -1, buf, sizeof(buf));
+	assert_string_equal(buf, "fe80::1");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_service_names),
+		cmocka_unit_test(test_join),
+		cmocka_unit_test(test_addr_format),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
