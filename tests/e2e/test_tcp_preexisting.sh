@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# A connection opened BEFORE the capture starts and used during it: a
+# keep-alive HTTP/1.1 client in cgroup `pool` talking to `api`.  The edge
+# pool -> api must be in the graph although no connect/accept is seen.
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+require_root; require_cgroup2; require_seams; require_cmd jq
+
+mkdir -p "$TEST_TMP/www"
+echo ok > "$TEST_TMP/www/ping"
+port=$(free_port)
+cg_exec api "$PY" -m http.server --protocol HTTP/1.1 --bind 127.0.0.1 \
+	--directory "$TEST_TMP/www" "$port" > "$TEST_TMP/api.log" 2>&1
+wait_port "$port"
+
+# The client: one connection, one request now, then a request every 50 ms
+# while $TEST_TMP/go exists; it fails if the connection is ever replaced.
+cat > "$TEST_TMP/pool.py" <<'PY'
+import http.client, os, sys, time
+port, tmp = int(sys.argv[1]), sys.argv[2]
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+def get():
+    conn.request("GET", "/ping")
+    r = conn.getresponse()
+    r.read()
+    if r.status != 200 or r.will_close:
+        sys.exit("bad response %d (will_close=%s)" % (r.status, r.will_close))
+get()
+local = conn.sock.getsockname()
+open(tmp + "/ready.tmp", "w").write("%s:%d\n" % local)
+os.rename(tmp + "/ready.tmp", tmp + "/ready")
+n = 0
+deadline = time.time() + 120
+while not os.path.exists(tmp + "/stop") and time.time() < deadline:
+    if os.path.exists(tmp + "/go"):
+        get()
+        if conn.sock is None or conn.sock.getsockname() != local:
+            sys.exit("connection was replaced")
+        n += 1
+        with open(tmp + "/count.tmp", "w") as f:
+            f.write("%d\n" % n)
+        os.rename(tmp + "/count.tmp", tmp + "/count")
+    time.sleep(0.05)
+print("requests during capture:", n)
+PY
+cg_exec pool "$PY" "$TEST_TMP/pool.py" "$port" "$TEST_TMP" > "$TEST_TMP/pool.log" 2>&1
+POOL_PID=$CG_LAST_PID
+wait_for 15 test -s "$TEST_TMP/ready" || { cat "$TEST_TMP/pool.log" >&2; fail "pool client did not connect"; }
+# Make sure the connection is idle and established before the capture.
+sleep 0.2
+
+G=$TEST_TMP/graph.json
+seams_capture_bg "$G" --cgroup "$(cg_path pool)" --cgroup "$(cg_path api)"
+touch "$TEST_TMP/go"
+count_at_least() { [ -s "$TEST_TMP/count" ] && [ "$(cat "$TEST_TMP/count")" -ge "$1" ]; }
+wait_for 20 count_at_least 20 || { cat "$TEST_TMP/pool.log" >&2; fail "pool client stopped sending"; }
+seams_capture_stop || fail "capture did not exit cleanly"
+touch "$TEST_TMP/stop"
+pool_done() { ! kill -0 "$POOL_PID" 2>/dev/null; }
+wait_for 10 pool_done || fail "pool client did not stop"
+grep -q 'requests during capture' "$TEST_TMP/pool.log" ||
+	{ cat "$TEST_TMP/pool.log" >&2; fail "pool client failed (see above)"; }
+
+assert_valid_graph "$G"
+assert_edge "$G" svc:pool svc:api tcp ".port == $port and .connections >= 1"
+# Exactly one connection existed: no connection may be counted twice.
+assert_edge "$G" svc:pool svc:api tcp ".connections == 1"
+assert_node "$G" svc:api ".cgroup == \"$(cg_rel api)\""
+assert_node "$G" svc:pool ".cgroup == \"$(cg_rel pool)\""
