@@ -1,5 +1,6 @@
 /* What every subcommand shares: the one-line error a user sees. */
 #include <stdarg.h>
+#include <getopt.h>
 #include <stdio.h>
 
 #include "cmd.h"
@@ -13,4 +14,10 @@ void die_msg(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+int bad_option(const char *cmd, char **argv)
+{
+	die_msg("option '%s' is unknown or needs a value; see 'seams %s --help'", argv[optind - 1], cmd);
+	return 2;
 }

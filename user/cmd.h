@@ -11,4 +11,9 @@ int cmd_merge(int argc, char **argv);
 /* One line on stderr, "seams: ...", for errors a user can cause. */
 void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* getopt found an unknown option or one missing its value: say which, in
+ * one line (getopt's own message plus the usage would be several).  Needs
+ * opterr = 0.  Returns the exit status for bad usage, 2. */
+int bad_option(const char *cmd, char **argv);
+
 #endif

@@ -231,7 +231,8 @@ int cmd_capture(int argc, char **argv)
 
 	cap.names.mount_fd = -1;
 	cap.trace = getenv("SEAMS_TRACE") != NULL;
-	optind = 1;
+	optind = 0; /* reinitialize: tests run several commands in one process */
+	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "d:o:c:p:vh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'd':
@@ -273,8 +274,7 @@ int cmd_capture(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return bad_option("capture", argv);
 		}
 	}
 	if (optind < argc) {

@@ -60,6 +60,7 @@ int cmd_export(int argc, char **argv)
 	int c, fmt = -1, ret = 1;
 
 	optind = 0; /* reinitialize: tests run several commands in one process */
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "f:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
@@ -72,8 +73,7 @@ int cmd_export(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return bad_option("export", argv);
 		}
 	}
 	if (optind != argc - 1) {

@@ -34,6 +34,7 @@ int cmd_merge(int argc, char **argv)
 	int c, ret = 1;
 
 	optind = 0; /* reinitialize: tests run several commands in one process */
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
@@ -44,8 +45,7 @@ int cmd_merge(int argc, char **argv)
 			ret = 0;
 			goto out;
 		default:
-			usage(stderr);
-			ret = 2;
+			ret = bad_option("merge", argv);
 			goto out;
 		}
 	}

@@ -227,6 +227,7 @@ int cmd_report(int argc, char **argv)
 	int c, ret = 0;
 
 	optind = 0; /* reinitialize: tests run several commands in one process */
+	opterr = 0;
 	while ((c = getopt_long(argc, argv, "f:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'f':
@@ -241,8 +242,7 @@ int cmd_report(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			usage(stderr);
-			return 2;
+			return bad_option("report", argv);
 		}
 	}
 	if (optind != argc - 1) {
