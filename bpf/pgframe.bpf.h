@@ -169,7 +169,7 @@ __noinline int pg_flush(struct pg_scratch *scr, struct pg_dirstate *st)
 	if (sz > sizeof(*ev))
 		sz = sizeof(*ev);
 	ev->ts_ns = bpf_ktime_get_ns();
-	if (bpf_ringbuf_output(&events, ev, sz, 0)) {
+	if (bpf_ringbuf_output(&events, ev, sz, wakeup_flags())) {
 		count(CNT_PG_EVENTS_LOST);
 		/* The collector learns of it as lost bytes before the next event. */
 		lost = ev->len;

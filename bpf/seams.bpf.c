@@ -57,8 +57,14 @@ struct tracked {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 << 20);
+	__uint(max_entries, SEAMS_RING_SIZE);
 } events SEC(".maps");
+
+static __always_inline __u64 wakeup_flags(void)
+{
+	return bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > SEAMS_RING_SIZE / 4 ?
+		       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -197,7 +203,7 @@ static __always_inline void emit(__u32 type, struct sock *sk, const struct owner
 			e->bytes_received = BPF_CORE_READ(tp, bytes_received) - t->bytes_received0;
 		}
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
 #include "pgframe.bpf.h"
@@ -451,7 +457,7 @@ static __always_inline void pg_open(struct sock *sk, bool synced)
 		e->family = AF_INET6;
 		sock_tuple(sk, e->laddr, e->raddr, &e->lport, &e->rport);
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
 static __noinline void frame_iov(struct frame_ctx *c, __u64 iov, __u64 iovcnt, __u64 total)

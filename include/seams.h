@@ -10,6 +10,10 @@
 #define SEAMS_MAX_CGROUPS  64
 /* cgroup ancestry levels checked by the --cgroup filter */
 #define SEAMS_CGROUP_DEPTH 16
+/* The ring buffer; the collector is woken once a quarter of it is full and
+ * otherwise drains it on a timer, since a wakeup per event costs more than
+ * the event. */
+#define SEAMS_RING_SIZE    (8 << 20)
 
 enum seams_event_type {
 	EV_CONNECT = 1, /* a connect() from this host got established */

@@ -192,7 +192,7 @@ PG_DIR=
 # --cgroup NAME: the postmaster runs in test cgroup NAME (service NAME).
 # Exports PGPORT, PGHOST_SOCK, PGDATA, PGUSER, PG_PASSWORD, PG_DB.
 pg_start() {
-	local password=0 cgname= db=postgres listen=127.0.0.1 pwfile
+	local password=0 cgname='' db=postgres listen=127.0.0.1 pwfile
 	while [ $# -gt 0 ]; do
 		case $1 in
 			--password) password=1 ;;
@@ -222,7 +222,9 @@ pg_start() {
 	PGUSER=postgres
 	PG_DB=$db
 	export PGPORT PGHOST_SOCK PGDATA PGUSER PG_PASSWORD PG_DB
-	local cmd=(setpriv --reuid=postgres --regid=postgres --init-groups
+	# setsid: a Ctrl-C in the terminal must not shut the postmaster down
+	# before cleanup does.
+	local cmd=(setsid setpriv --reuid=postgres --regid=postgres --init-groups
 		env -u PGPORT -u PGDATA HOME="$PG_DIR"
 		"$PG_BIN/postgres" -D "$PGDATA" -p "$PGPORT" -k "$PGHOST_SOCK"
 		-c listen_addresses="$listen" -c fsync=off -c synchronous_commit=off
@@ -297,7 +299,7 @@ seams_capture_stop() {
 	local sig=${1:-INT} pid=$SEAMS_PID rc
 	[ -n "$pid" ] || return 0
 	kill -"$sig" "$pid" 2>/dev/null
-	seams_capture_wait
+	seams_capture_wait 30
 }
 
 # seams_capture_wait [TIMEOUT_S]: wait for the running capture to exit.
@@ -352,6 +354,21 @@ assert_valid_graph() {
 	jq -e . "$g" >/dev/null 2>&1 || { show_graph "$g"; fail "graph $g is not valid JSON"; }
 	assert_jq "$g" '.schema == "seams.graph/v1" and (.nodes|type) == "array" and (.edges|type) == "array"' \
 		"graph has schema seams.graph/v1 with nodes and edges arrays"
+	assert_jq "$g" '[.nodes[].id] | length == (unique | length)' "node ids are unique"
+	assert_jq "$g" '[.nodes[].id] as $ids | all(.edges[]; ([.source, .target] - $ids) == [])' \
+		"every edge's source and target is a node"
+	assert_jq "$g" '[.edges[] | [.source, .target, .kind]] | length == (unique | length)' \
+		"at most one edge per (source, target, kind)"
+}
+
+# assert_no_external_listener GRAPH: no external node is an address a
+# captured service listens on (such a peer must be joined to the service).
+assert_no_external_listener() {
+	assert_jq "$1" '[.nodes[] | select(.kind == "service") | .listens[]?] as $l
+		| [.nodes[] | select(.kind == "external")
+		   | (if (.address | contains(":")) then "[\(.address)]:\(.port)" else "\(.address):\(.port)" end)
+		   | select(. as $a | $l | index([$a]) != null)] == []' \
+		"no external node for an address a captured service listens on"
 }
 
 # assert_jq GRAPH FILTER MESSAGE [jq args...]: FILTER must yield true.

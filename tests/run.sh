@@ -12,7 +12,7 @@
 # Environment: BUILD (default build), FUZZ_TIME (seconds per fuzzer, 20),
 # E2E_TIMEOUT (seconds per e2e test, 300).
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 
 BUILD=${BUILD:-build}
 FUZZ_TIME=${FUZZ_TIME:-20}
@@ -31,7 +31,11 @@ selected() { [ -z "$PATTERN" ] || [[ $1 == *"$PATTERN"* ]]; }
 show_log() {
 	local log=$1 n
 	n=$(wc -l < "$log")
-	echo "    --- $log (last 150 of $n lines):"
+	if [ "$n" -gt 150 ]; then
+		echo "    --- $log (last 150 of $n lines):"
+	else
+		echo "    --- $log:"
+	fi
 	tail -n 150 "$log" | sed 's/^/    | /'
 	echo "    ---"
 }

@@ -305,7 +305,7 @@ int cmd_capture(int argc, char **argv)
 	if (check_output(output))
 		goto out;
 	conntrack_init(&cap.ct);
-	if (pgtrack_init(&cap.pg)) {
+	if (pgtrack_init(&cap.pg, &cap.ct)) {
 		die_msg("out of memory");
 		goto out;
 	}
@@ -336,7 +336,10 @@ int cmd_capture(int argc, char **argv)
 
 		if (duration > 0 && now - start_mono >= (uint64_t)(duration * 1e9))
 			break;
+		/* Events are mostly submitted without a wakeup: drain on the timer. */
 		err_poll = ring_buffer__poll(rb, 100);
+		if (err_poll >= 0)
+			err_poll = ring_buffer__consume(rb);
 		if (err_poll < 0 && err_poll != -EINTR) {
 			die_msg("reading events failed: %s", strerror(-err_poll));
 			break;

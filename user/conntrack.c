@@ -37,6 +37,7 @@ void conntrack_free(struct conntrack *ct)
 		service_free(s);
 	u64map_free(&ct->services);
 	u64map_free(&ct->open);
+	u64map_free(&ct->servers);
 	memset(ct, 0, sizeof(*ct));
 }
 
@@ -124,6 +125,7 @@ void conntrack_event(struct conntrack *ct, const struct conn_event *e, struct se
 			exit(1);
 		}
 		c->svc = svc;
+		c->tgid = e->tgid;
 		c->open_ns = c->last_ns = e->ts_ns;
 		memcpy(c->laddr, e->laddr, 16);
 		memcpy(c->raddr, e->raddr, 16);
@@ -344,15 +346,44 @@ static json_t *remote_node(struct graph *g, const uint8_t addr[16], int port)
 	return graph_external(g, a, port > 0 ? (uint16_t)port : 0);
 }
 
-struct service *conntrack_server(struct conntrack *ct, const uint8_t addr[16], uint16_t port)
+struct conn *conntrack_find(struct conntrack *ct, const uint8_t laddr[16], uint16_t lport,
+			    const uint8_t raddr[16], uint16_t rport)
 {
-	for (size_t i = 0; i < ct->nconns; i++) {
-		struct conn *s = ct->conns[i];
+	for (size_t i = ct->nconns; i-- > 0;) {
+		struct conn *c = ct->conns[i];
 
-		if (s->role == ROLE_SERVER && s->lport == port && !memcmp(s->laddr, addr, 16))
-			return s->svc;
+		if (c->lport == lport && c->rport == rport && !memcmp(c->laddr, laddr, 16) &&
+		    !memcmp(c->raddr, raddr, 16))
+			return c;
 	}
 	return NULL;
+}
+
+static uint64_t endpoint_hash(const uint8_t addr[16], uint16_t port)
+{
+	return fnv1a(fnv1a(FNV_SEED, addr, 16), &port, sizeof(port));
+}
+
+/* One server end per local address:port, for conntrack_server(). */
+static void index_servers(struct conntrack *ct)
+{
+	for (size_t i = 0; i < ct->nconns; i++) {
+		struct conn *c = ct->conns[i];
+
+		if (c->role == ROLE_SERVER && !u64map_get(&ct->servers, endpoint_hash(c->laddr, c->lport)) &&
+		    u64map_put(&ct->servers, endpoint_hash(c->laddr, c->lport), c)) {
+			perror("seams: out of memory");
+			exit(1);
+		}
+	}
+}
+
+struct service *conntrack_server(struct conntrack *ct, const uint8_t addr[16], uint16_t port)
+{
+	struct conn *s = u64map_get(&ct->servers, endpoint_hash(addr, port));
+
+	/* A hash collision between two endpoints only costs the lookup. */
+	return s && s->lport == port && !memcmp(s->laddr, addr, 16) ? s->svc : NULL;
 }
 
 void conntrack_to_graph(struct conntrack *ct, struct graph *g, int64_t off)
@@ -371,6 +402,7 @@ void conntrack_to_graph(struct conntrack *ct, struct graph *g, int64_t off)
 		if (c->role == ROLE_UNKNOWN)
 			c->role = is_listening(ct, c->laddr, c->lport) ? ROLE_SERVER : ROLE_CLIENT;
 	}
+	index_servers(ct);
 	for (size_t i = 0; i < ct->nconns; i++) {
 		struct conn *c = ct->conns[i];
 		uint64_t h;
@@ -391,11 +423,16 @@ void conntrack_to_graph(struct conntrack *ct, struct graph *g, int64_t off)
 
 		if (c->role != ROLE_CLIENT)
 			continue;
+		struct service *to;
+
 		srv = find_server(&index, c);
 		if (srv)
 			srv->matched = true;
+		/* A server end opened before the capture and silent during it is
+		 * not seen; the service accepting on that address still is. */
+		to = srv ? srv->svc : conntrack_server(ct, c->raddr, c->rport);
 		add_connection(g, &durations, conntrack_node(g, c->svc),
-			       srv ? conntrack_node(g, srv->svc) : remote_node(g, c->raddr, c->rport),
+			       to ? conntrack_node(g, to) : remote_node(g, c->raddr, c->rport),
 			       c, c->rport, off);
 	}
 	for (size_t i = 0; i < ct->nconns; i++) {

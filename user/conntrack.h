@@ -27,6 +27,7 @@ struct conn {
 	struct conn *next_same_tuple; /* chain in the join index */
 	uint64_t open_ns, last_ns;    /* monotonic */
 	uint64_t bytes_sent, bytes_received;
+	uint32_t tgid;
 	uint8_t laddr[16], raddr[16];
 	uint16_t lport, rport;
 	uint8_t role;
@@ -54,6 +55,7 @@ struct conntrack {
 	size_t nconns, capconns;
 	struct conn_failure *fails;
 	size_t nfails, capfails;
+	struct u64map servers;      /* hash of local addr:port -> a server end there */
 	struct listener *listeners; /* sockets in LISTEN when the capture ended */
 	size_t nlisteners, caplisteners;
 };
@@ -78,6 +80,11 @@ int conntrack_load_listeners(struct conntrack *ct);
 void conntrack_to_graph(struct conntrack *ct, struct graph *g, int64_t mono_to_real_ns);
 
 size_t conntrack_open_count(const struct conntrack *ct);
+
+/* The end of a connection seen on this host with this local and remote
+ * address, or NULL: for a client's connection, its server's end. */
+struct conn *conntrack_find(struct conntrack *ct, const uint8_t laddr[16], uint16_t lport,
+			    const uint8_t raddr[16], uint16_t rport);
 
 /* The service that accepted connections on addr:port, or NULL. */
 struct service *conntrack_server(struct conntrack *ct, const uint8_t addr[16], uint16_t port);

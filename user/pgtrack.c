@@ -2,6 +2,7 @@
  * decoder; each statement is turned into tables (cached by text) and counted
  * on one aggregate per (client service, server, database, table).  Only the
  * normalized, literal-free statement text is ever kept. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,8 +21,9 @@ struct pgconn {
 	struct pg_conn *dec;
 	struct service *client;
 	char *server;   /* "ADDR:PORT" or "unix:PATH" */
-	uint8_t addr[16];
-	uint16_t port;
+	uint8_t addr[16], laddr[16];
+	uint16_t port, lport;
+	bool synced;    /* seen from its startup message */
 	char *dbname;
 };
 
@@ -62,9 +64,10 @@ static char *xstrdup(const char *s)
 	return p;
 }
 
-int pgtrack_init(struct pgtrack *pt)
+int pgtrack_init(struct pgtrack *pt, struct conntrack *ct)
 {
 	memset(pt, 0, sizeof(*pt));
+	pt->ct = ct;
 	pt->cache = sql_cache_new(SQL_CACHE_SIZE);
 	return pt->cache ? 0 : -1;
 }
@@ -125,11 +128,45 @@ static uint64_t fnv1a(const char *s)
 	return h;
 }
 
+/* A connection opened before the capture never shows its database on the
+ * wire.  When the server runs here, its backend's process title does:
+ * "postgres: [CLUSTER: ]USER DATABASE HOST(PORT) STATE". */
+static char *backend_database(struct pgconn *pc)
+{
+	struct conn *srv = conntrack_find(pc->pt->ct, pc->addr, pc->port, pc->laddr, pc->lport);
+	char path[64], title[512], user[128], db[128];
+	const char *p = title;
+	size_t n;
+	FILE *f;
+
+	if (!srv || !srv->tgid)
+		return NULL;
+	snprintf(path, sizeof(path), "/proc/%u/cmdline", srv->tgid);
+	f = fopen(path, "r");
+	if (!f)
+		return NULL;
+	n = fread(title, 1, sizeof(title) - 1, f);
+	fclose(f);
+	title[n] = '\0';
+	if (strncmp(p, "postgres: ", 10))
+		return NULL;
+	p += 10;
+	if (sscanf(p, "%127s %127s", user, db) != 2)
+		return NULL;
+	if (user[strlen(user) - 1] == ':' && sscanf(p, "%*s %127s %127s", user, db) != 2)
+		return NULL;
+	return xstrdup(db);
+}
+
 /* The aggregate for this connection's client, server and database, and table. */
 static struct sqlagg *agg_get(struct pgconn *pc, const char *table)
 {
 	struct pgtrack *pt = pc->pt;
-	const char *db = pc->dbname ? pc->dbname : "unknown";
+	const char *db;
+
+	if (!pc->dbname && !pc->synced && strncmp(pc->server, "unix:", 5))
+		pc->dbname = backend_database(pc);
+	db = pc->dbname ? pc->dbname : "unknown";
 	char *key;
 	uint64_t h;
 	struct sqlagg *head, *a;
@@ -254,10 +291,13 @@ void pgtrack_open(struct pgtrack *pt, const struct pg_open_event *e, struct serv
 		snprintf(buf, sizeof(buf), "unix:%.*s", PG_PATH_MAX, e->path);
 	} else {
 		memcpy(pc->addr, e->raddr, 16);
+		memcpy(pc->laddr, e->laddr, 16);
 		pc->port = e->rport;
+		pc->lport = e->lport;
 		addr_format(e->raddr, e->rport, buf, sizeof(buf));
 	}
 	pc->server = xstrdup(buf);
+	pc->synced = e->synced;
 	pc->dec = pg_conn_new(&callbacks, pc, e->synced);
 	if (!pc->dec) {
 		perror("seams: out of memory");

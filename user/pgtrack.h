@@ -14,6 +14,7 @@
 struct sql_cache;
 
 struct pgtrack {
+	struct conntrack *ct;     /* finds a local server's end of a connection */
 	struct u64map conns;      /* kernel sock -> struct pgconn */
 	struct u64map aggs;       /* key hash -> struct sqlagg */
 	struct sql_cache *cache;
@@ -24,7 +25,7 @@ struct pgtrack {
 	uint64_t connections;
 };
 
-int pgtrack_init(struct pgtrack *pt);
+int pgtrack_init(struct pgtrack *pt, struct conntrack *ct);
 void pgtrack_free(struct pgtrack *pt);
 
 /* A connection found to speak PostgreSQL, owned by client. */

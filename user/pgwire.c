@@ -88,6 +88,7 @@ struct pg_conn {
 	struct pg_stats stats;
 	uint64_t now;
 	int aligned;            /* replies can be matched to the FIFO */
+	int backend_quiet;      /* mid-stream start, and no reply seen yet */
 	int copy_in;            /* client is sending CopyData */
 	uint8_t ssl_answer;     /* 'S' or 'G' when a bare answer byte is due */
 	struct pend *ring;
@@ -325,6 +326,10 @@ static void fifo_push(struct pg_conn *c, struct pend *p)
 		c->rhead = 0;
 	}
 	*fifo_at(c, c->rcount++) = *p;
+	/* Joined mid-stream on an idle connection (a pool's, typically): the
+	 * first request seen is answered by the first reply seen. */
+	if (c->backend_quiet)
+		c->aligned = 1;
 }
 
 /* Remove entries behind the head that match kind (Syncs before CopyIn). */
@@ -384,6 +389,7 @@ static void unalign(struct pg_conn *c)
 {
 	c->aligned = 0;
 	c->copy_in = 0;
+	c->backend_quiet = 0;
 }
 
 /* ---- SQL-level DEALLOCATE / DISCARD ----------------------------------------- */
@@ -1141,6 +1147,8 @@ void pg_conn_feed(struct pg_conn *c, enum pg_dir dir, const uint8_t *buf, size_t
 	uint8_t *owned = NULL;
 
 	c->now = ts_ns;
+	if (dir == PG_BACKEND && len)
+		c->backend_quiet = 0;
 	while (rp.n || in.n) {
 		struct src *s = rp.n ? &rp : &in;
 		size_t used;
@@ -1187,6 +1195,8 @@ void pg_conn_skip(struct pg_conn *c, enum pg_dir dir, uint64_t n, uint64_t ts_ns
 	struct half *h = &c->half[dir];
 
 	c->now = ts_ns;
+	if (dir == PG_BACKEND || n)
+		c->backend_quiet = 0;
 	if (h->mode == M_DEAD) {
 		c->stats.encrypted_bytes += n;
 		return;
@@ -1208,6 +1218,8 @@ void pg_conn_elide(struct pg_conn *c, enum pg_dir dir, uint64_t n, uint64_t ts_n
 	struct half *h = &c->half[dir];
 
 	c->now = ts_ns;
+	if (dir == PG_BACKEND)
+		c->backend_quiet = 0;
 	if (h->mode == M_DEAD) {
 		c->stats.encrypted_bytes += n;
 		return;
@@ -1247,6 +1259,7 @@ struct pg_conn *pg_conn_new(const struct pg_callbacks *cb, void *ctx, int synced
 	} else {
 		c->half[PG_FRONTEND].mode = M_RESYNC;
 		c->half[PG_BACKEND].mode = M_RESYNC;
+		c->backend_quiet = 1;
 	}
 	return c;
 }

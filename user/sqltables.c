@@ -1,6 +1,7 @@
 /* SQL text -> statement kind, tables touched (with read/write/DDL access) and
- * a literal-free normalized form, via libpg_query; memoized per exact text
- * because the same statement repeats millions of times.
+ * a literal-free normalized form, via libpg_query; memoized per statement
+ * shape (its text without literals) because the same statement repeats
+ * millions of times.
  *
  * Table names: "schema.relname" with libpg_query's folding (Foo.BAR ->
  * foo.bar, "My Table" keeps case and spaces and is NOT re-quoted).  An
@@ -478,8 +479,15 @@ static char *normalize(const char *sql)
 	if (!n.error && n.normalized_query)
 		out = redact(n.normalized_query);
 	pg_query_free_normalize_result(n);
-	if (out)
+	if (out) {
+		size_t len;
+
 		squeeze(out);
+		/* "x;" and "x" are one statement, whichever protocol sent it. */
+		len = strlen(out);
+		while (len && (out[len - 1] == ';' || out[len - 1] == ' '))
+			out[--len] = '\0';
+	}
 	return out;
 }
 
@@ -757,7 +765,7 @@ static char *shape_key(const char *sql, size_t *keylen)
 			k[o++] = *p++;
 		}
 	}
-	while (o && k[o - 1] == ' ')
+	while (o && (k[o - 1] == ' ' || k[o - 1] == ';'))
 		o--;
 	k[o] = '\0';
 	*keylen = o;

@@ -104,7 +104,7 @@ for sig in INT TERM; do
 	left=$(comm -12 <(echo "$mine" | sort -n) <(prog_ids) | tr '\n' ' ')
 	[ -z "$left" ] || fail "SIG$sig: BPF programs still loaded after exit: $left"
 	# The name check of the brief, when no other seams runs on this host.
-	if ! pgrep -x seams >/dev/null; then
+	if command -v pgrep >/dev/null && ! pgrep -x seams >/dev/null; then
 		n=$(bpftool prog list | grep -ci seams || true)
 		[ "$n" = 0 ] || { bpftool prog list | grep -i seams >&2; fail "SIG$sig: $n seams BPF programs still loaded"; }
 	fi

@@ -16,7 +16,7 @@ cg_new client
 
 G=$TEST_TMP/graph.json
 seams_capture_bg "$G" --cgroup "$(cg_path client)"
-for i in $(seq "$N"); do
+for _ in $(seq "$N"); do
 	cg_run client curl -sSf -o /dev/null "http://127.0.0.1:$port/" || fail "curl failed"
 done
 seams_capture_stop || fail "capture did not exit cleanly"

@@ -25,6 +25,7 @@ done
 seams_capture_stop || fail "capture did not exit cleanly"
 
 assert_valid_graph "$G"
+assert_no_external_listener "$G"
 assert_node "$G" svc:web "$(printf '.kind == "service" and .name == "web" and .cgroup == "%s"
 	and (.processes | any(. == "python3"))
 	and (.listens | any(. == "127.0.0.1:%s"))' "$(cg_rel web)" "$port")"

@@ -34,6 +34,7 @@ done
 seams_capture_stop || fail "capture did not exit cleanly"
 
 assert_valid_graph "$G"
+assert_no_external_listener "$G"
 assert_edge "$G" svc:client6 svc:web6 tcp ".port == $p6 and .connections >= $N"
 assert_node "$G" svc:web6 "(.listens | any(. == \"[::1]:$p6\")) and .cgroup == \"$(cg_rel web6)\""
 assert_edge "$G" svc:mapped svc:dual tcp ".port == $pd and .connections >= $N"

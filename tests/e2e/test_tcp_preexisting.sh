@@ -62,6 +62,7 @@ grep -q 'requests during capture' "$TEST_TMP/pool.log" ||
 	{ cat "$TEST_TMP/pool.log" >&2; fail "pool client failed (see above)"; }
 
 assert_valid_graph "$G"
+assert_no_external_listener "$G"
 assert_edge "$G" svc:pool svc:api tcp ".port == $port and .connections >= 1"
 # Exactly one connection existed: no connection may be counted twice.
 assert_edge "$G" svc:pool svc:api tcp ".connections == 1"
