@@ -25,6 +25,7 @@ struct pgconn {
 	uint16_t port, lport;
 	bool synced;    /* seen from its startup message */
 	char *dbname;
+	struct u64map aggs; /* hash of table name -> its aggregate, a shortcut */
 };
 
 struct sqlagg {
@@ -77,6 +78,7 @@ static void conn_free(struct pgtrack *pt, struct pgconn *pc)
 	if (pc->dec)
 		pt->undecodable_bytes += pg_conn_stats(pc->dec)->undecodable_bytes;
 	pg_conn_free(pc->dec);
+	u64map_free(&pc->aggs);
 	free(pc->server);
 	free(pc->dbname);
 	free(pc);
@@ -158,15 +160,12 @@ static char *backend_database(struct pgconn *pc)
 	return xstrdup(db);
 }
 
-/* The aggregate for this connection's client, server and database, and table. */
-static struct sqlagg *agg_get(struct pgconn *pc, const char *table)
+/* The aggregate for this connection's client, server and database, and
+ * table, shared by every connection with the same four. */
+static struct sqlagg *agg_find(struct pgconn *pc, const char *table)
 {
 	struct pgtrack *pt = pc->pt;
-	const char *db;
-
-	if (!pc->dbname && !pc->synced && strncmp(pc->server, "unix:", 5))
-		pc->dbname = backend_database(pc);
-	db = pc->dbname ? pc->dbname : "unknown";
+	const char *db = pc->dbname ? pc->dbname : "unknown";
 	char *key;
 	uint64_t h;
 	struct sqlagg *head, *a;
@@ -197,6 +196,25 @@ static struct sqlagg *agg_get(struct pgconn *pc, const char *table)
 	a->stmts = json_object();
 	a->next = head;
 	if (u64map_put(&pt->aggs, h, a)) {
+		perror("seams: out of memory");
+		exit(1);
+	}
+	return a;
+}
+
+/* The hot path: one lookup in the connection's own small map, keyed by the
+ * table name, before the shared one. */
+static struct sqlagg *agg_get(struct pgconn *pc, const char *table)
+{
+	uint64_t h = fnv1a(table ? table : "");
+	struct sqlagg *a = u64map_get(&pc->aggs, h);
+
+	if (a && (a->table ? table && !strcmp(a->table, table) : !table))
+		return a;
+	if (!pc->dbname && !pc->synced && strncmp(pc->server, "unix:", 5))
+		pc->dbname = backend_database(pc);
+	a = agg_find(pc, table);
+	if (u64map_put(&pc->aggs, h, a)) {
 		perror("seams: out of memory");
 		exit(1);
 	}
@@ -242,6 +260,7 @@ static void on_startup(void *ctx, const char *user, const char *database, const 
 	struct pgconn *pc = ctx;
 
 	free(pc->dbname);
+	u64map_free(&pc->aggs);
 	/* libpq's default database is the user's name. */
 	pc->dbname = database && *database ? xstrdup(database) : user && *user ? xstrdup(user) : NULL;
 }
