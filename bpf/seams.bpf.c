@@ -89,12 +89,20 @@ struct {
 	__type(value, struct tracked);
 } socks SEC(".maps");
 
-/* (tgid << 32 | fd) -> enum fd_kind.  LRU: exits and exec leave entries. */
+/* The socket behind an fd is kept so the hot path never walks the fd table
+ * twice. */
+struct fd_info {
+	__u64 sock;
+	__u8 kind;      /* enum fd_kind */
+	__u8 pad[7];
+};
+
+/* (tgid << 32 | fd) -> struct fd_info.  LRU: exits and exec leave entries. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, __u64);
-	__type(value, __u8);
+	__type(value, struct fd_info);
 } fds SEC(".maps");
 
 /* --cgroup: the cgroup ids whose processes (and descendants) are traced. */
@@ -262,11 +270,12 @@ static __always_inline void forget_fd(__u64 tgid, __u64 fd)
 static __always_inline void close_fd(__u64 tgid, __u64 fd)
 {
 	__u64 key = tgid << 32 | (__u32)fd, skey;
-	__u8 *kind = bpf_map_lookup_elem(&fds, &key);
+	struct fd_info *info = bpf_map_lookup_elem(&fds, &key);
 	struct sock *sk;
 
-	if (kind && *kind == FD_PG && (sk = fd_to_sock((int)fd))) {
-		skey = (__u64)sk;
+	if (info && info->kind == FD_PG && info->sock) {
+		sk = (struct sock *)info->sock;
+		skey = info->sock;
 		if (bpf_map_delete_elem(&pgconns, &skey) == 0 &&
 		    BPF_CORE_READ(sk, __sk_common.skc_family) == AF_UNIX)
 			emit(EV_CLOSE, sk, NULL);
@@ -284,21 +293,25 @@ static __always_inline bool is_pg_port(__u16 port)
 
 /* First read or write on an fd: remember what it is, and report a TCP
  * connection that was open before tracking began. */
-static __always_inline __u8 classify_fd(__u64 tgid, int fd)
+static __always_inline __u8 classify_fd(__u64 tgid, int fd, __u64 *sock)
 {
 	__u64 key = tgid << 32 | (__u32)fd;
-	__u8 kind = FD_OTHER, *known;
+	struct fd_info info = { .kind = FD_OTHER }, *known;
+	__u8 kind = FD_OTHER;
 	struct sock *sk;
 	__u64 skey;
 
 	known = bpf_map_lookup_elem(&fds, &key);
-	if (known)
-		return *known;
+	if (known) {
+		*sock = known->sock;
+		return known->kind;
+	}
 	if (!traced_task())
 		goto out;
 	sk = fd_to_sock(fd);
 	if (!sk)
 		goto out;
+	info.sock = (__u64)sk;
 	if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_UNIX) {
 		/* Only the client end of a Unix stream has no address of its own. */
 		if (BPF_CORE_READ(sk, sk_type) == SOCK_STREAM &&
@@ -324,7 +337,9 @@ static __always_inline __u8 classify_fd(__u64 tgid, int fd)
 	else
 		kind = FD_CANDIDATE;
 out:
-	bpf_map_update_elem(&fds, &key, &kind, BPF_ANY);
+	info.kind = kind;
+	*sock = info.sock;
+	bpf_map_update_elem(&fds, &key, &info, BPF_ANY);
 	return kind;
 }
 
@@ -340,20 +355,21 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	__u64 id = bpf_get_current_pid_tgid(), tgid = id >> 32;
 	__u32 nr = ctx->args[1];
 	struct inflight in = {};
+	__u64 sock = 0;
 	__u8 kind;
 
 	switch (nr) {
 	case NR_read: case NR_write: case NR_readv: case NR_writev:
 	case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg:
 		in.fd = BPF_CORE_READ(regs, di);
-		kind = classify_fd(tgid, (int)in.fd);
+		kind = classify_fd(tgid, (int)in.fd, &sock);
 		if (kind != FD_PG && !(kind == FD_CANDIDATE && is_write(nr)))
 			break;
 		in.nr = nr;
 		in.kind = kind;
 		in.arg = BPF_CORE_READ(regs, si);
 		in.count = BPF_CORE_READ(regs, dx);
-		in.sock = (__u64)fd_to_sock((int)in.fd);
+		in.sock = sock;
 		bpf_map_update_elem(&inflights, &id, &in, BPF_ANY);
 		break;
 	case NR_close:
@@ -370,7 +386,7 @@ static __always_inline void on_accept(long ret)
 {
 	__u64 tgid, key;
 	struct sock *sk;
-	__u8 kind = FD_TCP;
+	struct fd_info info = { .kind = FD_TCP };
 
 	if (ret < 0 || !traced_task())
 		return;
@@ -381,7 +397,8 @@ static __always_inline void on_accept(long ret)
 	track(sk, bpf_ktime_get_ns());
 	tgid = bpf_get_current_pid_tgid() >> 32;
 	key = tgid << 32 | (__u32)ret;
-	bpf_map_update_elem(&fds, &key, &kind, BPF_ANY);
+	info.sock = (__u64)sk;
+	bpf_map_update_elem(&fds, &key, &info, BPF_ANY);
 }
 
 /* Where the data of a syscall starts: the buffer, or the first iovec. */
@@ -489,10 +506,10 @@ static __always_inline void pg_exit(__u64 tgid, const struct inflight *in, long 
 
 	if (in->kind == FD_CANDIDATE) {
 		__u64 fkey = tgid << 32 | in->fd;
-		__u8 kind = looks_pg(buf, ret) ? FD_PG : FD_OTHER;
+		struct fd_info info = { .sock = in->sock, .kind = looks_pg(buf, ret) ? FD_PG : FD_OTHER };
 
-		bpf_map_update_elem(&fds, &fkey, &kind, BPF_ANY);
-		if (kind != FD_PG)
+		bpf_map_update_elem(&fds, &fkey, &info, BPF_ANY);
+		if (info.kind != FD_PG)
 			return;
 	}
 	ps = bpf_map_lookup_elem(&pgconns, &key);
