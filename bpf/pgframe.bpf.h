@@ -36,7 +36,7 @@ struct pg_state {
 	__u8 pad[7];
 };
 
-/* A data syscall between sys_enter and sys_exit. */
+/* A data syscall between sys_enter and sys_exit; kind 0 marks a free slot. */
 struct inflight {
 	__u64 sock;
 	__u64 arg;      /* buffer, iovec array or msghdr */
@@ -60,10 +60,12 @@ struct {
 	__type(value, struct pg_state);
 } pgconns SEC(".maps");
 
+/* Per-task storage, not a hash: after its first use a thread reaches its
+ * slot without taking a lock, and every data syscall on the host asks. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct inflight);
 } inflights SEC(".maps");
 

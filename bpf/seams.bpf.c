@@ -354,7 +354,7 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
 	__u64 id = bpf_get_current_pid_tgid(), tgid = id >> 32;
 	__u32 nr = ctx->args[1];
-	struct inflight in = {};
+	struct inflight in = {}, *slot;
 	__u64 sock = 0;
 	__u8 kind;
 
@@ -370,7 +370,10 @@ int sys_enter(struct bpf_raw_tracepoint_args *ctx)
 		in.arg = BPF_CORE_READ(regs, si);
 		in.count = BPF_CORE_READ(regs, dx);
 		in.sock = sock;
-		bpf_map_update_elem(&inflights, &id, &in, BPF_ANY);
+		slot = bpf_task_storage_get(&inflights, bpf_get_current_task_btf(), 0,
+					    BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (slot)
+			*slot = in;
 		break;
 	case NR_close:
 		close_fd(tgid, BPF_CORE_READ(regs, di));
@@ -569,7 +572,6 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
 	long ret = (long)ctx->args[1];
 	long nr = BPF_CORE_READ(regs, orig_ax);
-	__u64 id;
 	struct inflight *in;
 
 	switch (nr) {
@@ -578,13 +580,12 @@ int sys_exit(struct bpf_raw_tracepoint_args *ctx)
 		break;
 	case NR_read: case NR_write: case NR_readv: case NR_writev:
 	case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg:
-		id = bpf_get_current_pid_tgid();
-		in = bpf_map_lookup_elem(&inflights, &id);
-		if (!in)
+		in = bpf_task_storage_get(&inflights, bpf_get_current_task_btf(), 0, 0);
+		if (!in || !in->kind)
 			break;
 		if (ret > 0 && in->sock)
-			pg_exit(id >> 32, in, ret);
-		bpf_map_delete_elem(&inflights, &id);
+			pg_exit(bpf_get_current_pid_tgid() >> 32, in, ret);
+		in->kind = 0;
 		break;
 	}
 	return 0;
