@@ -36,38 +36,11 @@ struct pg_state {
 	__u8 pad[7];
 };
 
-/* A data syscall between sys_enter and sys_exit; kind 0 marks a free slot. */
-struct inflight {
-	__u64 sock;
-	__u64 arg;      /* buffer, iovec array or msghdr */
-	__u64 count;    /* iovcnt for readv/writev */
-	__u32 nr;
-	__u32 fd;
-	__u8 kind;      /* enum fd_kind when it started */
-	__u8 pad[7];
-};
-
 /* The event being built, plus slack so masked offsets stay in bounds. */
 struct pg_scratch {
 	struct pg_data_event ev;
 	__u8 slack[2 * PG_COPY_STEP];
 };
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, struct pg_state);
-} pgconns SEC(".maps");
-
-/* Per-task storage, not a hash: after its first use a thread reaches its
- * slot without taking a lock, and every data syscall on the host asks. */
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct inflight);
-} inflights SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

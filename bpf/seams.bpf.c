@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /* seams kernel side: TCP connect/accept/close with the owning process and
  * cgroup, connections already open when the capture began (found on their
- * first read or write), and the client side of PostgreSQL connections over
- * TCP or Unix sockets.  Tracepoints and raw tracepoints only: kprobes and
- * fentry are unavailable on the hosts seams targets. */
+ * first send or receive), and the client side of PostgreSQL connections over
+ * TCP or Unix sockets.  Tracepoints only: kprobes and fentry are unavailable
+ * on the hosts seams targets.
+ *
+ * No syscall tracepoint is used.  Enabling any of them puts every thread on
+ * the host on the syscall slow path, which costs more than all of seams'
+ * own work; sock_send_length and sock_recv_length fire only for socket I/O,
+ * and the syscall's own registers still say where the bytes are. */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
@@ -19,25 +24,21 @@ const volatile __u32 self_tgid = 0;
 const volatile bool filter_cgroups = false;
 const volatile __u16 pg_ports[SEAMS_MAX_PG_PORTS] = { 5432 };
 
-/* x86_64 syscall numbers: raw sys_enter/sys_exit see every syscall, so the
- * first thing done is to drop the ones seams does not care about. */
+/* x86_64 numbers of the syscalls whose buffers the framer can follow. */
 #define NR_read     0
 #define NR_write    1
-#define NR_close    3
 #define NR_readv    19
 #define NR_writev   20
-#define NR_dup2     33
-#define NR_accept   43
 #define NR_sendto   44
 #define NR_recvfrom 45
 #define NR_sendmsg  46
 #define NR_recvmsg  47
-#define NR_accept4  288
-#define NR_dup3     292
 
-/* What an fd of a process is, so each fd is classified once.  A candidate
- * is a client socket whose first write tells whether it speaks PostgreSQL. */
-enum fd_kind { FD_OTHER = 1, FD_TCP, FD_CANDIDATE, FD_PG };
+#define MSG_PEEK    2
+
+/* What a socket is, decided on its first send or receive.  A candidate is a
+ * client socket whose first send tells whether it speaks PostgreSQL. */
+enum sock_kind { SK_OTHER = 1, SK_TCP, SK_CANDIDATE, SK_PG };
 
 struct owner {
 	__u64 cgroup_id;
@@ -48,11 +49,16 @@ struct owner {
 };
 
 /* Byte counters at the time tracking began: a connection opened before the
- * capture reports only what moved during it. */
+ * capture reports only what moved during it.  An accepted connection is
+ * tracked from its handshake (in softirq, owner unknown) and announced on
+ * its first send or receive, in its owner's context. */
 struct tracked {
 	__u64 start_ns;
 	__u64 bytes_sent0;
 	__u64 bytes_received0;
+	__u8 passive;    /* accepted here, not yet announced */
+	__u8 announced;  /* the collector knows it: report its close */
+	__u8 pad[6];
 };
 
 struct {
@@ -89,22 +95,6 @@ struct {
 	__type(value, struct tracked);
 } socks SEC(".maps");
 
-/* The socket behind an fd is kept so the hot path never walks the fd table
- * twice. */
-struct fd_info {
-	__u64 sock;
-	__u8 kind;      /* enum fd_kind */
-	__u8 pad[7];
-};
-
-/* (tgid << 32 | fd) -> struct fd_info.  LRU: exits and exec leave entries. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct fd_info);
-} fds SEC(".maps");
-
 /* --cgroup: the cgroup ids whose processes (and descendants) are traced. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -128,6 +118,24 @@ static __always_inline void count_n(__u32 idx, __u64 n)
 	if (v)
 		*v += n;
 }
+
+#include "pgframe.bpf.h"
+
+/* Per-socket state, freed by the kernel with the socket: found without a
+ * hash lookup or a lock on every send and receive. */
+struct sockinfo {
+	struct pg_state pg;
+	__u8 kind;       /* enum sock_kind */
+	__u8 pg_opened;  /* EV_PG_OPEN sent */
+	__u8 pad[6];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sockinfo);
+} sockinfo SEC(".maps");
 
 static __always_inline bool traced_task(void)
 {
@@ -158,13 +166,15 @@ static __always_inline void current_owner(struct owner *o)
 	bpf_get_current_comm(o->comm, sizeof(o->comm));
 }
 
-static __always_inline void track(struct sock *sk, __u64 now)
+static __always_inline void track(struct sock *sk, __u64 now, bool passive)
 {
 	struct tcp_sock *tp = (struct tcp_sock *)sk;
 	struct tracked t = {
 		.start_ns = now,
 		.bytes_sent0 = BPF_CORE_READ(tp, bytes_acked),
 		.bytes_received0 = BPF_CORE_READ(tp, bytes_received),
+		.passive = passive,
+		.announced = !passive,
 	};
 	__u64 key = (__u64)sk;
 
@@ -173,7 +183,7 @@ static __always_inline void track(struct sock *sk, __u64 now)
 }
 
 /* Emit a connection event; o == NULL means the current task owns it. */
-static __always_inline void emit(__u32 type, struct sock *sk, const struct owner *o)
+static __always_inline void emit(__u32 type, struct sock *sk, const struct owner *o, __u64 ts)
 {
 	struct conn_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 
@@ -197,7 +207,7 @@ static __always_inline void emit(__u32 type, struct sock *sk, const struct owner
 		__builtin_memcpy(e->comm, cur.comm, sizeof(e->comm));
 	}
 	e->type = type;
-	e->ts_ns = bpf_ktime_get_ns();
+	e->ts_ns = ts ? ts : bpf_ktime_get_ns();
 	e->sock = (__u64)sk;
 	sock_tuple(sk, e->laddr, e->raddr, &e->lport, &e->rport);
 	if (type == EV_CLOSE) {
@@ -214,13 +224,12 @@ static __always_inline void emit(__u32 type, struct sock *sk, const struct owner
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
-#include "pgframe.bpf.h"
-
 SEC("tracepoint/sock/inet_sock_set_state")
 int on_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
 	struct sock *sk = (struct sock *)ctx->skaddr;
 	__u64 key = (__u64)sk;
+	struct tracked *t;
 	struct owner *o;
 
 	if (ctx->protocol != IPPROTO_TCP)
@@ -240,47 +249,29 @@ int on_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		if (!o)
 			return 0;
 		if (ctx->newstate == TCP_ESTABLISHED) {
-			emit(EV_CONNECT, sk, o);
-			track(sk, o->ts_ns);
+			emit(EV_CONNECT, sk, o, 0);
+			track(sk, o->ts_ns, false);
 		} else {
-			emit(EV_CONNECT_FAIL, sk, o);
+			emit(EV_CONNECT_FAIL, sk, o, 0);
 		}
 		bpf_map_delete_elem(&connecting, &key);
 		return 0;
 	}
+	if (ctx->oldstate == TCP_SYN_RECV && ctx->newstate == TCP_ESTABLISHED) {
+		/* The handshake of an accepted connection, in softirq: the
+		 * owner is known on its first send or receive. */
+		track(sk, bpf_ktime_get_ns(), true);
+		return 0;
+	}
 	if (ctx->newstate == TCP_CLOSE) {
-		bpf_map_delete_elem(&pgconns, &key);
-		if (bpf_map_lookup_elem(&socks, &key)) {
-			emit(EV_CLOSE, sk, NULL);
+		t = bpf_map_lookup_elem(&socks, &key);
+		if (t) {
+			if (t->announced)
+				emit(EV_CLOSE, sk, NULL, 0);
 			bpf_map_delete_elem(&socks, &key);
 		}
 	}
 	return 0;
-}
-
-static __always_inline void forget_fd(__u64 tgid, __u64 fd)
-{
-	__u64 key = tgid << 32 | (__u32)fd;
-
-	bpf_map_delete_elem(&fds, &key);
-}
-
-/* close() of a PostgreSQL client fd: a Unix socket has no state-change
- * tracepoint, so its end is reported here. */
-static __always_inline void close_fd(__u64 tgid, __u64 fd)
-{
-	__u64 key = tgid << 32 | (__u32)fd, skey;
-	struct fd_info *info = bpf_map_lookup_elem(&fds, &key);
-	struct sock *sk;
-
-	if (info && info->kind == FD_PG && info->sock) {
-		sk = (struct sock *)info->sock;
-		skey = info->sock;
-		if (bpf_map_delete_elem(&pgconns, &skey) == 0 &&
-		    BPF_CORE_READ(sk, __sk_common.skc_family) == AF_UNIX)
-			emit(EV_CLOSE, sk, NULL);
-	}
-	bpf_map_delete_elem(&fds, &key);
 }
 
 static __always_inline bool is_pg_port(__u16 port)
@@ -291,121 +282,59 @@ static __always_inline bool is_pg_port(__u16 port)
 	return false;
 }
 
-/* First read or write on an fd: remember what it is, and report a TCP
- * connection that was open before tracking began. */
-static __always_inline __u8 classify_fd(__u64 tgid, int fd, __u64 *sock)
+/* The first send or receive on a TCP socket: announce a connection accepted
+ * during the capture or open since before it, and say what it is. */
+static __always_inline __u8 classify_tcp(struct sock *sk)
 {
-	__u64 key = tgid << 32 | (__u32)fd;
-	struct fd_info info = { .kind = FD_OTHER }, *known;
-	__u8 kind = FD_OTHER;
-	struct sock *sk;
-	__u64 skey;
+	__u64 key = (__u64)sk;
+	struct tracked *t = bpf_map_lookup_elem(&socks, &key);
 
-	known = bpf_map_lookup_elem(&fds, &key);
-	if (known) {
-		*sock = known->sock;
-		return known->kind;
-	}
-	if (!traced_task())
-		goto out;
-	sk = fd_to_sock(fd);
-	if (!sk)
-		goto out;
-	info.sock = (__u64)sk;
-	if (BPF_CORE_READ(sk, __sk_common.skc_family) == AF_UNIX) {
-		/* Only the client end of a Unix stream has no address of its own. */
-		if (BPF_CORE_READ(sk, sk_type) == SOCK_STREAM &&
-		    !BPF_CORE_READ((struct unix_sock *)sk, addr))
-			kind = FD_CANDIDATE;
-		goto out;
-	}
-	if (!sock_is_tcp(sk))
-		goto out;
-	skey = (__u64)sk;
-	if (!bpf_map_lookup_elem(&socks, &skey)) {
+	if (!t) {
 		__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
 
 		if (state == TCP_ESTABLISHED || state == TCP_CLOSE_WAIT) {
-			emit(EV_SEEN, sk, NULL);
-			track(sk, bpf_ktime_get_ns());
+			emit(EV_SEEN, sk, NULL, 0);
+			track(sk, bpf_ktime_get_ns(), false);
 		}
+	} else if (t->passive) {
+		t->passive = 0;
+		t->announced = 1;
+		emit(EV_ACCEPT, sk, NULL, t->start_ns);
 	}
 	if (is_pg_port(bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))))
-		kind = FD_PG;
-	else if (is_pg_port(BPF_CORE_READ(sk, __sk_common.skc_num)))
-		kind = FD_TCP; /* the server's end: its client is traced instead */
-	else
-		kind = FD_CANDIDATE;
-out:
-	info.kind = kind;
-	*sock = info.sock;
-	bpf_map_update_elem(&fds, &key, &info, BPF_ANY);
-	return kind;
+		return SK_PG;
+	if (is_pg_port(BPF_CORE_READ(sk, __sk_common.skc_num)))
+		return SK_TCP; /* the server's end: its client is traced instead */
+	return SK_CANDIDATE;
 }
 
-static __always_inline bool is_write(__u32 nr)
+static __always_inline struct sockinfo *classify(struct sock *sk, __u16 family)
 {
-	return nr == NR_write || nr == NR_writev || nr == NR_sendto || nr == NR_sendmsg;
-}
+	struct sockinfo *si;
+	__u8 kind = SK_OTHER;
 
-SEC("raw_tracepoint/sys_enter")
-int sys_enter(struct bpf_raw_tracepoint_args *ctx)
-{
-	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-	__u64 id = bpf_get_current_pid_tgid(), tgid = id >> 32;
-	__u32 nr = ctx->args[1];
-	struct inflight in = {}, *slot;
-	__u64 sock = 0;
-	__u8 kind;
-
-	switch (nr) {
-	case NR_read: case NR_write: case NR_readv: case NR_writev:
-	case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg:
-		in.fd = BPF_CORE_READ(regs, di);
-		kind = classify_fd(tgid, (int)in.fd, &sock);
-		if (kind != FD_PG && !(kind == FD_CANDIDATE && is_write(nr)))
-			break;
-		in.nr = nr;
-		in.kind = kind;
-		in.arg = BPF_CORE_READ(regs, si);
-		in.count = BPF_CORE_READ(regs, dx);
-		in.sock = sock;
-		slot = bpf_task_storage_get(&inflights, bpf_get_current_task_btf(), 0,
-					    BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (slot)
-			*slot = in;
-		break;
-	case NR_close:
-		close_fd(tgid, BPF_CORE_READ(regs, di));
-		break;
-	case NR_dup2: case NR_dup3:
-		forget_fd(tgid, BPF_CORE_READ(regs, si));
-		break;
+	if (traced_task())
+		kind = family == AF_UNIX ? SK_CANDIDATE : classify_tcp(sk);
+	si = bpf_sk_storage_get(&sockinfo, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!si) {
+		count(CNT_PG_FULL);
+		return NULL;
 	}
-	return 0;
+	si->kind = kind;
+	return si;
 }
 
-static __always_inline void on_accept(long ret)
-{
-	__u64 tgid, key;
-	struct sock *sk;
-	struct fd_info info = { .kind = FD_TCP };
-
-	if (ret < 0 || !traced_task())
-		return;
-	sk = fd_to_sock((int)ret);
-	if (!sk || !sock_is_tcp(sk))
-		return;
-	emit(EV_ACCEPT, sk, NULL);
-	track(sk, bpf_ktime_get_ns());
-	tgid = bpf_get_current_pid_tgid() >> 32;
-	key = tgid << 32 | (__u32)ret;
-	info.sock = (__u64)sk;
-	bpf_map_update_elem(&fds, &key, &info, BPF_ANY);
-}
+/* The syscall that moved the bytes, from its own registers: the tracepoint
+ * knows the socket and the length, not the buffer. */
+struct io_args {
+	__u64 arg;      /* buffer, iovec array or msghdr */
+	__u64 count;    /* iovcnt for readv/writev */
+	__u32 nr;
+	bool known;     /* a syscall the framer can follow (read is number 0) */
+};
 
 /* Where the data of a syscall starts: the buffer, or the first iovec. */
-static __always_inline __u64 first_buf(const struct inflight *in, __u64 *iov, __u64 *iovcnt)
+static __always_inline __u64 first_buf(const struct io_args *in, __u64 *iov, __u64 *iovcnt)
 {
 	struct iovec v = {};
 
@@ -431,8 +360,8 @@ static __always_inline __u64 first_buf(const struct inflight *in, __u64 *iov, __
 	return (__u64)v.iov_base;
 }
 
-/* A write on a candidate socket starting with a startup packet or a Query,
- * Parse or Bind whole in the write: a PostgreSQL client.  Backends never
+/* A send on a candidate socket starting with a startup packet or a Query,
+ * Parse or Bind whole in the send: a PostgreSQL client.  Backends never
  * send those types, so the server's end is not mistaken for a client. */
 static __always_inline bool looks_pg(__u64 buf, long ret)
 {
@@ -498,35 +427,23 @@ static __noinline void frame_iov(struct frame_ctx *c, __u64 iov, __u64 iovcnt, _
 		add_lost(c, total);
 }
 
-static __always_inline void pg_exit(__u64 tgid, const struct inflight *in, long ret)
+/* ret bytes of a PostgreSQL connection moved in direction dir. */
+static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const struct io_args *in,
+				  long ret, __u32 dir)
 {
-	__u32 dir = is_write(in->nr) ? PG_DIR_FRONTEND : PG_DIR_BACKEND, zero = 0;
 	__u64 iov, iovcnt, buf = first_buf(in, &iov, &iovcnt);
-	__u64 key = in->sock;
+	__u64 key = (__u64)sk;
+	struct pg_state *ps = &si->pg;
 	struct pg_scratch *scr;
-	struct pg_state *ps;
 	struct frame_ctx c = {};
+	__u32 zero = 0;
 
-	if (in->kind == FD_CANDIDATE) {
-		__u64 fkey = tgid << 32 | in->fd;
-		struct fd_info info = { .sock = in->sock, .kind = looks_pg(buf, ret) ? FD_PG : FD_OTHER };
-
-		bpf_map_update_elem(&fds, &fkey, &info, BPF_ANY);
-		if (info.kind != FD_PG)
-			return;
-	}
-	ps = bpf_map_lookup_elem(&pgconns, &key);
-	if (!ps) {
-		struct pg_state fresh = {};
+	if (!si->pg_opened) {
 		__u8 b[8] = {};
 
-		if (bpf_map_update_elem(&pgconns, &key, &fresh, BPF_NOEXIST) == -E2BIG)
-			count(CNT_PG_FULL);
-		ps = bpf_map_lookup_elem(&pgconns, &key);
-		if (!ps)
-			return;
+		si->pg_opened = 1;
 		bpf_probe_read_user(b, sizeof(b), (void *)buf);
-		pg_open((struct sock *)in->sock, dir == PG_DIR_FRONTEND && ret >= 8 && looks_untyped(b));
+		pg_open(sk, dir == PG_DIR_FRONTEND && ret >= 8 && looks_untyped(b));
 	}
 	if (ps->encrypted) {
 		count_n(CNT_PG_SKIPPED, ret);
@@ -546,7 +463,12 @@ static __always_inline void pg_exit(__u64 tgid, const struct inflight *in, long 
 	scr->ev.segs[0].skipped = c.st->pend_skipped;
 	scr->ev.segs[0].lost = c.st->pend_lost;
 	c.st->pend_skipped = c.st->pend_lost = 0;
-	if (iov) {
+	if (!in->known) {
+		/* Not from a syscall whose buffer we can follow (sendfile,
+		 * sendmmsg, io_uring): the collector resynchronizes. */
+		c.n = ret;
+		desync(&c);
+	} else if (iov) {
 		frame_iov(&c, iov, iovcnt, ret);
 	} else {
 		c.buf = buf;
@@ -566,27 +488,69 @@ static __always_inline void pg_exit(__u64 tgid, const struct inflight *in, long 
 	}
 }
 
-SEC("raw_tracepoint/sys_exit")
-int sys_exit(struct bpf_raw_tracepoint_args *ctx)
+static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 {
-	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
-	long ret = (long)ctx->args[1];
-	long nr = BPF_CORE_READ(regs, orig_ax);
-	struct inflight *in;
+	struct pt_regs *regs;
+	struct sockinfo *si;
+	struct io_args in = {};
+	__u16 family;
 
-	switch (nr) {
-	case NR_accept: case NR_accept4:
-		on_accept(ret);
+	if (!sk)
+		return 0;
+	family = sk->__sk_common.skc_family;
+	if (family == AF_UNIX) {
+		/* Only the client end of a Unix stream has no address of its own. */
+		struct unix_sock *us = bpf_skc_to_unix_sock(sk);
+
+		if (!us || sk->sk_type != SOCK_STREAM || us->addr)
+			return 0;
+	} else if ((family != AF_INET && family != AF_INET6) || sk->sk_protocol != IPPROTO_TCP) {
+		return 0;
+	}
+	si = bpf_sk_storage_get(&sockinfo, sk, 0, 0);
+	if (!si) {
+		si = classify(sk, family);
+		if (!si)
+			return 0;
+	}
+	if (ret <= 0 || si->kind < SK_CANDIDATE)
+		return 0;
+	if (si->kind == SK_CANDIDATE && dir != PG_DIR_FRONTEND)
+		return 0;
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	in.nr = regs->orig_ax;
+	in.arg = regs->si;
+	in.count = regs->dx;
+	switch (in.nr) {
+	case NR_read: case NR_recvfrom: case NR_readv: case NR_recvmsg:
+		in.known = dir == PG_DIR_BACKEND;
 		break;
-	case NR_read: case NR_write: case NR_readv: case NR_writev:
-	case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg:
-		in = bpf_task_storage_get(&inflights, bpf_get_current_task_btf(), 0, 0);
-		if (!in || !in->kind)
-			break;
-		if (ret > 0 && in->sock)
-			pg_exit(bpf_get_current_pid_tgid() >> 32, in, ret);
-		in->kind = 0;
+	case NR_write: case NR_sendto: case NR_writev: case NR_sendmsg:
+		in.known = dir == PG_DIR_FRONTEND;
 		break;
 	}
+	if (si->kind == SK_CANDIDATE) {
+		__u64 iov, iovcnt;
+
+		si->kind = in.known && looks_pg(first_buf(&in, &iov, &iovcnt), ret) ? SK_PG : SK_OTHER;
+		if (si->kind != SK_PG)
+			return 0;
+	}
+	pg_io(sk, si, &in, ret, dir);
 	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
+{
+	return sock_io(sk, ret, PG_DIR_FRONTEND);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(on_recv, struct sock *sk, int ret, int flags)
+{
+	/* A peek is read again. */
+	if (flags & MSG_PEEK)
+		return 0;
+	return sock_io(sk, ret, PG_DIR_BACKEND);
 }

@@ -31,7 +31,7 @@ enum seams_counter {
 	CNT_PG_SKIPPED,     /* PostgreSQL bytes left out by design (rows, copy data, TLS) */
 	CNT_PG_LOST,        /* PostgreSQL bytes lost: out of step, or ring buffer full */
 	CNT_PG_EVENTS_LOST, /* PostgreSQL data events dropped (ring buffer full) */
-	CNT_PG_FULL,        /* PostgreSQL connection table full */
+	CNT_PG_FULL,        /* per-socket state could not be allocated: socket not traced */
 	CNT_PG_COPIED,      /* PostgreSQL bytes copied to the collector */
 	CNT_MAX,
 };

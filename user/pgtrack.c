@@ -24,6 +24,7 @@ struct pgconn {
 	uint8_t addr[16], laddr[16];
 	uint16_t port, lport;
 	bool synced;    /* seen from its startup message */
+	bool terminated;/* sent Terminate: let go after this event */
 	char *dbname;
 	struct u64map aggs; /* hash of table name -> its aggregate, a shortcut */
 };
@@ -293,10 +294,16 @@ static void on_statement(void *ctx, const struct pg_stmt *st)
 			   info->normalized, st);
 }
 
+static void on_terminate(void *ctx)
+{
+	((struct pgconn *)ctx)->terminated = true;
+}
+
 static const struct pg_callbacks callbacks = {
 	.startup = on_startup,
 	.encrypted = on_encrypted,
 	.statement = on_statement,
+	.terminate = on_terminate,
 };
 
 void pgtrack_open(struct pgtrack *pt, const struct pg_open_event *e, struct service *client)
@@ -354,6 +361,8 @@ void pgtrack_data(struct pgtrack *pt, const struct pg_data_event *e, size_t size
 		if (s->lost)
 			pg_conn_skip(pc->dec, dir, s->lost, e->ts_ns);
 	}
+	if (pc->terminated)
+		pgtrack_close(pt, e->sock);
 }
 
 void pgtrack_close(struct pgtrack *pt, uint64_t sock)

@@ -587,6 +587,10 @@ static void frontend_msg(struct pg_conn *c, struct half *h)
 	case 'B': on_bind(c, &r); break;
 	case 'E': on_execute(c, &r); break;
 	case 'C': on_close(c, &r); break;
+	case 'X':
+		if (c->cb.terminate)
+			c->cb.terminate(c->ctx);
+		break;
 	case 'D':
 		p.kind = P_DESCRIBE;
 		fifo_push(c, &p);

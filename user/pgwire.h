@@ -26,6 +26,9 @@ struct pg_callbacks {
 	void (*startup)(void *ctx, const char *user, const char *database, const char *application_name);
 	void (*encrypted)(void *ctx); /* TLS or GSS negotiated: nothing more is decodable */
 	void (*statement)(void *ctx, const struct pg_stmt *stmt);
+	/* The client sent Terminate: nothing more will come.  A Unix socket's
+	 * close is not traced, so this is how its state is let go. */
+	void (*terminate)(void *ctx);
 };
 
 struct pg_stats {
