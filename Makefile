@@ -21,7 +21,7 @@ LDLIBS   := -lbpf -lelf -lz -ljansson -lpg_query -lgvc -lcgraph -lmicrohttpd -lm
 DEB_PKGS := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
             libpg-query-dev libprotobuf-c-dev libjansson-dev \
             libgraphviz-dev graphviz libmicrohttpd-dev libcmocka-dev libclang-rt-14-dev \
-            postgresql-15 postgresql-contrib libpq-dev python3 python3-psycopg2 curl iproute2 jq \
+            postgresql-15 postgresql-contrib libpq-dev python3 python3-psycopg2 curl iproute2 jq socat \
             chromium
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)

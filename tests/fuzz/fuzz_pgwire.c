@@ -27,7 +27,7 @@ static void on_statement(void *ctx, const struct pg_stmt *st)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static const struct pg_callbacks cb = { on_startup, on_encrypted, on_statement };
+	static const struct pg_callbacks cb = { on_startup, on_encrypted, on_statement, NULL };
 	struct pg_conn *c;
 	size_t split, chunk, fe = 0, be = 0;
 	uint64_t ts = 0;

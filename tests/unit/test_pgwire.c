@@ -97,7 +97,12 @@ static void on_statement(void *ctx, const struct pg_stmt *st)
 		st->truncated ? " truncated" : "");
 }
 
-static const struct pg_callbacks cbs = { on_startup, on_encrypted, on_statement };
+static void on_terminate(void *ctx)
+{
+	log_add(ctx, "terminate\n");
+}
+
+static const struct pg_callbacks cbs = { on_startup, on_encrypted, on_statement, on_terminate };
 
 /* Replay records; record `split` is fed in two parts at `at` (or byte by byte
  * when at == SIZE_MAX); bytes before `from` are never fed. */
@@ -220,6 +225,8 @@ static void test_psql_simple(void **state)
 	expect_in(&l, "stmt [COPY (SELECT id FROM items WHERE id > 1) TO STDOUT] COPY 2 -\n");
 	expect_in(&l, "SELECT 300 -\n");
 	expect_in(&l, "stmt [LOCK TABLE items] LOCK TABLE -\nstmt [COMMIT] COMMIT -\n");
+	/* psql's Terminate ends the stream: the connection can be let go. */
+	assert_true(l.len >= 10 && !strcmp(l.buf + l.len - 10, "terminate\n"));
 	assert_int_equal(l.statements, 16);
 	log_free(&l);
 }
@@ -237,7 +244,8 @@ static void test_ssl_refused_multi(void **state)
 			    "stmt [SELECT 1/0] - 22012\n"
 			    "stmt [SELECT 1 AS a] SELECT 1 -\n"
 			    "stmt [UPDATE items SET price = 0 WHERE false] UPDATE 0 -\n"
-			    "stmt [SELECT 2] SELECT 1 -\n");
+			    "stmt [SELECT 2] SELECT 1 -\n"
+			    "terminate\n");
 	log_free(&l);
 }
 
@@ -287,7 +295,8 @@ static void test_pipelines(void **state)
 		char want[2048];
 
 		check_splits(names[i], &l);
-		snprintf(want, sizeof(want), "startup postgres postgres pgbench\n%s%s%s", txn, txn, txn);
+		snprintf(want, sizeof(want), "startup postgres postgres pgbench\n%s%s%sterminate\n", txn,
+			 txn, txn);
 		assert_string_equal(l.buf, want);
 		log_free(&l);
 	}
@@ -302,7 +311,8 @@ static void test_pipeline_error(void **state)
 			    "startup postgres postgres pgbench\n"
 			    "stmt [SELECT 1;] SELECT 1 -\n"
 			    "stmt [SELECT abalance FROM pgbench_accounts WHERE aid = 1;] SELECT 1 -\n"
-			    "stmt [SELECT 1/0;] - 22012\n");
+			    "stmt [SELECT 1/0;] - 22012\n"
+			    "terminate\n");
 	log_free(&l);
 }
 
