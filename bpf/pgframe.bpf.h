@@ -252,48 +252,61 @@ static __always_inline long desync(struct frame_ctx *c)
 	return 1;
 }
 
+/* A message header is complete in st->hdr: decide what of the body to copy
+ * and what to leave out.  Returns the header bytes to copy, 0 when the
+ * whole message is left out, or -1 when the stream is out of step. */
 static __always_inline long header_done(struct frame_ctx *c)
 {
 	struct pg_dirstate *st = c->st;
 	__u32 mlen, body, cap;
 	__u8 t = st->hdr[0];
+	long hl;
 
 	if (st->untyped) {
 		__u32 code = be32(st->hdr + 4);
 
 		mlen = be32(st->hdr);
-		if (mlen < 8 || mlen > 10000)
-			return desync(c);
-		append_hdr(c, 8);
+		if (mlen < 8 || mlen > 10000) {
+			desync(c);
+			return -1;
+		}
 		if (code == PG_SSL_REQ || code == PG_GSS_REQ)
 			c->ps->d[PG_DIR_BACKEND].bare = 1;
 		else
 			st->untyped = 0;
 		body = mlen - 8;
 		cap = 2048;
+		hl = 8;
 	} else {
 		mlen = be32(st->hdr + 1);
-		if (!legal_type(c->dir, t) || mlen < 4 || mlen > PG_MAX_MSG)
-			return desync(c);
+		if (!legal_type(c->dir, t) || mlen < 4 || mlen > PG_MAX_MSG) {
+			desync(c);
+			return -1;
+		}
 		body = mlen - 4;
 		if (t == 'd' || (t == 'D' && c->dir == PG_DIR_BACKEND)) {
-			add_skipped(c, 5);
+			st->copy = 0;
 			st->skip = body;
 			return 0;
 		}
-		append_hdr(c, 5);
 		cap = body_cap(c->dir, t);
+		hl = 5;
 	}
 	st->copy = body < cap ? body : cap;
 	st->skip = body - st->copy;
-	return 0;
+	return hl;
 }
 
+/* One framer step: a run of body bytes to copy or leave out, or a message
+ * header.  A header read whole from this chunk goes out with the start of
+ * its body (or with the rest of a message left out) in the same step, so a
+ * small message costs one read, not three. */
 static long frame_step(__u32 i, void *arg)
 {
 	struct frame_ctx *c = arg;
 	struct pg_dirstate *st = c->st;
-	__u32 avail, k, need;
+	__u32 avail, k, need, fresh;
+	long hl;
 
 	if (c->off >= c->n)
 		return 1;
@@ -334,6 +347,7 @@ static long frame_step(__u32 i, void *arg)
 	need = st->untyped ? 8 : 5;
 	if (st->hdr_have >= need)
 		st->hdr_have = 0;
+	fresh = !st->hdr_have;
 	k = need - st->hdr_have;
 	if (k > avail)
 		k = avail;
@@ -343,7 +357,29 @@ static long frame_step(__u32 i, void *arg)
 	if (st->hdr_have < need)
 		return 0;
 	st->hdr_have = 0;
-	return header_done(c);
+	hl = header_done(c);
+	if (hl < 0)
+		return 1;
+	avail = c->n - c->off;
+	if (!hl) {
+		k = st->skip < avail ? st->skip : avail;
+		add_skipped(c, need + k);
+		st->skip -= k;
+		c->off += k;
+		return 0;
+	}
+	if (!fresh) {
+		/* The header came in pieces: copy it from where it was put together. */
+		append_hdr(c, hl);
+		return 0;
+	}
+	k = st->copy < avail ? st->copy : avail;
+	if (k > PG_COPY_STEP)
+		k = PG_COPY_STEP;
+	pg_append(c->scr, c->st, c->buf + c->off - hl, hl + k);
+	st->copy -= k;
+	c->off += k;
+	return 0;
 }
 
 /* Does a write start with a startup-phase message (no type byte)? */
