@@ -36,10 +36,14 @@ struct pg_state {
 	__u8 pad[7];
 };
 
-/* The event being built, plus slack so masked offsets stay in bounds. */
+/* The event being built: its header and data, room for the segments to be
+ * put after the data when it is sent, and slack so masked offsets stay in
+ * bounds; the segments are kept apart while it is built. */
 struct pg_scratch {
 	struct pg_data_event ev;
+	__u8 data[PG_DATA_MAX + PG_SEGS_MAX * sizeof(struct pg_seg)];
 	__u8 slack[2 * PG_COPY_STEP];
+	struct pg_seg segs[PG_SEGS_MAX];
 };
 
 struct {
@@ -114,19 +118,19 @@ struct frame_ctx {
 	__u32 dir;
 };
 
-static __always_inline void ev_reset(struct pg_data_event *ev)
+static __always_inline void ev_reset(struct pg_scratch *scr)
 {
-	ev->len = 0;
-	ev->nsegs = 1;
-	ev->segs[0].len = 0;
-	ev->segs[0].skipped = 0;
-	ev->segs[0].lost = 0;
+	scr->ev.len = 0;
+	scr->ev.nsegs = 1;
+	scr->segs[0].len = 0;
+	scr->segs[0].skipped = 0;
+	scr->segs[0].lost = 0;
 }
 
-static __always_inline struct pg_seg *cur_seg(struct pg_data_event *ev)
+static __always_inline struct pg_seg *cur_seg(struct pg_scratch *scr)
 {
 	/* nsegs is 1..PG_SEGS_MAX, a power of two: the mask only reassures the verifier. */
-	return &ev->segs[(ev->nsegs - 1) & (PG_SEGS_MAX - 1)];
+	return &scr->segs[(scr->ev.nsegs - 1) & (PG_SEGS_MAX - 1)];
 }
 
 /* The event builders below are global functions: the verifier checks each
@@ -135,30 +139,33 @@ static __always_inline struct pg_seg *cur_seg(struct pg_data_event *ev)
 __noinline int pg_flush(struct pg_scratch *scr, struct pg_dirstate *st)
 {
 	struct pg_data_event *ev;
-	__u64 sz, lost;
+	__u32 len, segbytes;
+	__u64 lost;
 
 	if (!scr || !st)
 		return 0;
 	ev = &scr->ev;
-	sz = sizeof(*ev) - PG_DATA_MAX + bounded(ev->len, 2 * PG_DATA_MAX - 1);
-	if (sz > sizeof(*ev))
-		sz = sizeof(*ev);
+	len = bounded(ev->len, 2 * PG_DATA_MAX - 1);
+	if (len > PG_DATA_MAX)
+		len = PG_DATA_MAX;
+	segbytes = (bounded(ev->nsegs - 1, PG_SEGS_MAX - 1) + 1) * sizeof(struct pg_seg);
+	bpf_probe_read_kernel(scr->data + len, segbytes, scr->segs);
 	ev->ts_ns = bpf_ktime_get_ns();
-	if (bpf_ringbuf_output(&events, ev, sz, wakeup_flags())) {
+	if (bpf_ringbuf_output(&events, ev, sizeof(*ev) + len + segbytes, wakeup_flags())) {
 		count(CNT_PG_EVENTS_LOST);
 		/* The collector learns of it as lost bytes before the next event. */
 		lost = ev->len;
 		for (int i = 0; i < PG_SEGS_MAX; i++) {
 			if (i >= ev->nsegs)
 				break;
-			lost += ev->segs[i].skipped + ev->segs[i].lost;
+			lost += scr->segs[i].skipped + scr->segs[i].lost;
 		}
 		st->pend_lost += lost;
 		count_n(CNT_PG_LOST, ev->len);
 	} else {
 		count_n(CNT_PG_COPIED, ev->len);
 	}
-	ev_reset(ev);
+	ev_reset(scr);
 	return 0;
 }
 
@@ -176,13 +183,13 @@ __noinline int pg_append(struct pg_scratch *scr, struct pg_dirstate *st, __u64 s
 	ev = &scr->ev;
 	if (ev->len + n > PG_DATA_MAX)
 		pg_flush(scr, st);
-	s = cur_seg(ev);
+	s = cur_seg(scr);
 	if (s->skipped || s->lost) {
 		if (ev->nsegs >= PG_SEGS_MAX)
 			pg_flush(scr, st);
 		else
 			ev->nsegs++;
-		s = cur_seg(ev);
+		s = cur_seg(scr);
 		s->len = 0;
 		s->skipped = 0;
 		s->lost = 0;
@@ -192,9 +199,9 @@ __noinline int pg_append(struct pg_scratch *scr, struct pg_dirstate *st, __u64 s
 	at = bounded(ev->len, PG_DATA_MAX - 1);
 	n = bounded(n, 2 * PG_COPY_STEP - 1);
 	if (src)
-		bpf_probe_read_user(ev->data + at, n, (void *)src);
+		bpf_probe_read_user(scr->data + at, n, (void *)src);
 	else
-		bpf_probe_read_kernel(ev->data + at, n & 15, st->hdr);
+		bpf_probe_read_kernel(scr->data + at, n & 15, st->hdr);
 	ev->len += n;
 	s->len += n;
 	return 0;
@@ -207,7 +214,7 @@ __noinline int pg_gap(struct pg_scratch *scr, struct pg_dirstate *st, __u64 n, i
 
 	if (!scr || !st || !n)
 		return 0;
-	s = cur_seg(&scr->ev);
+	s = cur_seg(scr);
 	if (lost) {
 		s->lost += n;
 		count_n(CNT_PG_LOST, n);
@@ -216,7 +223,7 @@ __noinline int pg_gap(struct pg_scratch *scr, struct pg_dirstate *st, __u64 n, i
 	if (s->lost) {
 		/* A skip after a loss belongs to a new run. */
 		pg_append(scr, st, 0, 0);
-		s = cur_seg(&scr->ev);
+		s = cur_seg(scr);
 	}
 	s->skipped += n;
 	count_n(CNT_PG_SKIPPED, n);

@@ -459,9 +459,9 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	scr->ev.type = EV_PG_DATA;
 	scr->ev.sock = key;
 	scr->ev.dir = dir;
-	ev_reset(&scr->ev);
-	scr->ev.segs[0].skipped = c.st->pend_skipped;
-	scr->ev.segs[0].lost = c.st->pend_lost;
+	ev_reset(scr);
+	scr->segs[0].skipped = c.st->pend_skipped;
+	scr->segs[0].lost = c.st->pend_lost;
 	c.st->pend_skipped = c.st->pend_lost = 0;
 	if (!in->known) {
 		/* Not from a syscall whose buffer we can follow (sendfile,
@@ -483,8 +483,8 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	for (int i = 0; i < PG_SEGS_MAX; i++) {
 		if (i >= scr->ev.nsegs)
 			break;
-		c.st->pend_skipped += scr->ev.segs[i].skipped;
-		c.st->pend_lost += scr->ev.segs[i].lost;
+		c.st->pend_skipped += scr->segs[i].skipped;
+		c.st->pend_lost += scr->segs[i].lost;
 	}
 }
 

@@ -105,15 +105,16 @@ struct pg_seg {
 	__u32 pad;
 };
 
+/* EV_PG_DATA: this header, then len bytes of data, then nsegs struct pg_seg
+ * (not aligned: copy them out).  Only what is used is sent, since the cost
+ * of a record grows with its size. */
 struct pg_data_event {
 	__u64 ts_ns;
 	__u64 sock;
 	__u32 type;
-	__u32 len;       /* bytes in data, the sum of the segments' len */
-	__u32 nsegs;
+	__u32 len;       /* bytes of data, the sum of the segments' len */
+	__u32 nsegs;     /* 1..PG_SEGS_MAX */
 	__u32 dir;       /* enum pg_direction */
-	struct pg_seg segs[PG_SEGS_MAX];
-	__u8 data[PG_DATA_MAX];
 };
 
 #endif

@@ -344,22 +344,25 @@ void pgtrack_data(struct pgtrack *pt, const struct pg_data_event *e, size_t size
 {
 	struct pgconn *pc = u64map_get(&pt->conns, e->sock);
 	enum pg_dir dir = e->dir == PG_DIR_FRONTEND ? PG_FRONTEND : PG_BACKEND;
-	size_t off = 0, head = offsetof(struct pg_data_event, data);
+	const uint8_t *data = (const uint8_t *)(e + 1);
+	size_t off = 0;
 
-	if (!pc || e->nsegs > PG_SEGS_MAX || e->len > PG_DATA_MAX || size < head + e->len)
+	if (!pc || !e->nsegs || e->nsegs > PG_SEGS_MAX || e->len > PG_DATA_MAX ||
+	    size < sizeof(*e) + e->len + e->nsegs * sizeof(struct pg_seg))
 		return;
 	for (uint32_t i = 0; i < e->nsegs; i++) {
-		const struct pg_seg *s = &e->segs[i];
+		struct pg_seg s;
 
-		if (s->len > e->len - off)
+		memcpy(&s, data + e->len + i * sizeof(s), sizeof(s));
+		if (s.len > e->len - off)
 			return;
-		if (s->len)
-			pg_conn_feed(pc->dec, dir, e->data + off, s->len, e->ts_ns);
-		off += s->len;
-		if (s->skipped)
-			pg_conn_elide(pc->dec, dir, s->skipped, e->ts_ns);
-		if (s->lost)
-			pg_conn_skip(pc->dec, dir, s->lost, e->ts_ns);
+		if (s.len)
+			pg_conn_feed(pc->dec, dir, data + off, s.len, e->ts_ns);
+		off += s.len;
+		if (s.skipped)
+			pg_conn_elide(pc->dec, dir, s.skipped, e->ts_ns);
+		if (s.lost)
+			pg_conn_skip(pc->dec, dir, s.lost, e->ts_ns);
 	}
 	if (pc->terminated)
 		pgtrack_close(pt, e->sock);

@@ -5,6 +5,8 @@
 # Each run starts with pgbench's own vacuum and the order within a round
 # alternates, so the drift of a database under TPC-B favours neither side.
 #   ROUNDS=5 SECS=15 CLIENTS=4 tests/bench/pgbench_overhead.sh
+# SEAMS_ARGS adds capture options, e.g. "--cgroup /empty" for a control run
+# in which every hook fires but nothing is traced.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_root
@@ -13,6 +15,7 @@ require_seams
 ROUNDS=${ROUNDS:-5}
 SECS=${SECS:-15}
 CLIENTS=${CLIENTS:-4}
+read -r -a EXTRA <<< "${SEAMS_ARGS:-}"
 
 cg_new db
 cg_new bench
@@ -31,7 +34,7 @@ ratios=()
 lost_total=0
 printf '%-6s %12s %12s %8s %10s %12s\n' round without with ratio lost events/s
 run_traced() {
-	seams_capture_bg "$1"
+	seams_capture_bg "$1" "${EXTRA[@]}"
 	traced=$(run_pgbench)
 	seams_capture_stop || fail "capture failed"
 }

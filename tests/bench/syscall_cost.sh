@@ -21,7 +21,10 @@ fi
 cg_new bench
 port=$(free_port)
 
-run() { cg_run bench "$BIN" "$port" "$ITERS" > "$1" || fail "syscost failed"; }
+# Pinned: the vCPUs of these machines differ (one also takes the host's
+# interrupts), and a run that lands on either gives a bimodal result.
+CPU=$(($(nproc) - 1))
+run() { cg_run bench taskset -c "$CPU" "$BIN" "$port" "$ITERS" > "$1" || fail "syscost failed"; }
 
 for r in $(seq "$ROUNDS"); do
 	run "$TEST_TMP/off.$r"
@@ -29,7 +32,7 @@ for r in $(seq "$ROUNDS"); do
 	run "$TEST_TMP/on.$r"
 	seams_capture_stop || fail "capture failed"
 done
-[ -n "${NOCHECK:-}" ] || jq -e '[.edges[] | select(.kind == "sql")] | length > 0' "$TEST_TMP/graph.1.json" >/dev/null ||
+jq -e '[.edges[] | select(.kind == "sql")] | length > 0' "$TEST_TMP/graph.1.json" >/dev/null ||
 	fail "the capture saw no PostgreSQL traffic from syscost"
 
 printf '%-6s %10s %10s %10s %8s\n' kind without with added ratio
