@@ -31,6 +31,7 @@ run_pgbench() {
 }
 
 ratios=()
+sum_base=0 sum_traced=0
 lost_total=0
 printf '%-6s %12s %12s %8s %10s %12s\n' round without with ratio lost events/s
 run_traced() {
@@ -52,8 +53,13 @@ for r in $(seq "$ROUNDS"); do
 	evs=$(jq '(.capture.events / .capture.duration_s) | floor' "$g")
 	ratio=$(awk -v a="$traced" -v b="$base" 'BEGIN { printf "%.4f", a / b }')
 	ratios+=("$ratio")
+	sum_base=$(awk -v a="$sum_base" -v b="$base" 'BEGIN { print a + b }')
+	sum_traced=$(awk -v a="$sum_traced" -v b="$traced" 'BEGIN { print a + b }')
 	lost_total=$((lost_total + lost))
 	printf '%-6s %12s %12s %8s %10s %12s\n' "$r" "$base" "$traced" "$ratio" "$lost" "$evs"
 done
 median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }')
-echo "median TPS ratio with/without seams: $median (target >= 0.98); events lost: $lost_total (target 0)"
+spread=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{ a[NR] = $1 } END { q = int((NR + 3) / 4); printf "%s..%s", a[q], a[NR + 1 - q] }')
+total=$(awk -v a="$sum_traced" -v b="$sum_base" 'BEGIN { printf "%.4f", a / b }')
+echo "median TPS ratio with/without seams: $median (target >= 0.98); middle half of the rounds: $spread"
+echo "ratio of total TPS with/without: $total; events lost: $lost_total (target 0)"
