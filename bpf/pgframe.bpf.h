@@ -36,14 +36,38 @@ struct pg_state {
 	__u8 pad[7];
 };
 
-/* The event being built: its header and data, room for the segments to be
- * put after the data when it is sent, and slack so masked offsets stay in
- * bounds; the segments are kept apart while it is built. */
+/* A frontend write waits here, per socket, for the reply it asks for: the
+ * two go out as one record.  Records cost more than their bytes, and this
+ * halves them for request/response traffic. */
+#define PG_PEND_MAX 1024
+
+struct pg_pending {
+	__u32 size;      /* bytes of the waiting record; 0: none */
+	__u32 pad;
+	__u64 total;     /* bytes of the stream it stands for, copied or not */
+	__u8 rec[PG_PEND_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pg_pending);
+} pgpend SEC(".maps");
+
+/* The record being built: a waiting frontend record put in front of it,
+ * its header and data, room for the segments to be put after the data when
+ * it is sent, and slack so masked offsets stay in bounds; the segments are
+ * kept apart while it is built. */
 struct pg_scratch {
+	__u8 front[PG_PEND_MAX];
 	struct pg_data_event ev;
 	__u8 data[PG_DATA_MAX + PG_SEGS_MAX * sizeof(struct pg_seg)];
 	__u8 slack[2 * PG_COPY_STEP];
 	struct pg_seg segs[PG_SEGS_MAX];
+	__u32 front_len;    /* bytes at the end of front to send first */
+	__u32 pad;
+	__u64 front_total;  /* what they stand for, should they be lost */
 };
 
 struct {
@@ -116,6 +140,7 @@ struct frame_ctx {
 	__u32 n;
 	__u32 off;
 	__u32 dir;
+	__u32 final;   /* a Terminate was framed */
 };
 
 static __always_inline void ev_reset(struct pg_scratch *scr)
@@ -136,22 +161,47 @@ static __always_inline struct pg_seg *cur_seg(struct pg_scratch *scr)
 /* The event builders below are global functions: the verifier checks each
  * once on its own, instead of once per path through the framer. */
 
-__noinline int pg_flush(struct pg_scratch *scr, struct pg_dirstate *st)
+/* Where a front record of psz bytes starts, so it ends where ev begins. */
+static __always_inline __u8 *front_at(struct pg_scratch *scr, __u32 psz)
 {
-	struct pg_data_event *ev;
-	__u32 len, segbytes;
-	__u64 lost;
+	__u32 start = bounded(PG_PEND_MAX - psz, 2 * PG_PEND_MAX - 1);
 
-	if (!scr || !st)
-		return 0;
-	ev = &scr->ev;
-	len = bounded(ev->len, 2 * PG_DATA_MAX - 1);
+	if (start > PG_PEND_MAX)
+		start = PG_PEND_MAX;
+	return scr->front + start;
+}
+
+/* Put the segments after the data; returns the size of the record. */
+static __always_inline __u32 ev_seal(struct pg_scratch *scr)
+{
+	__u32 len = bounded(scr->ev.len, 2 * PG_DATA_MAX - 1), segbytes;
+
 	if (len > PG_DATA_MAX)
 		len = PG_DATA_MAX;
-	segbytes = (bounded(ev->nsegs - 1, PG_SEGS_MAX - 1) + 1) * sizeof(struct pg_seg);
+	segbytes = (bounded(scr->ev.nsegs - 1, PG_SEGS_MAX - 1) + 1) * sizeof(struct pg_seg);
 	bpf_probe_read_kernel(scr->data + len, segbytes, scr->segs);
-	ev->ts_ns = bpf_ktime_get_ns();
-	if (bpf_ringbuf_output(&events, ev, sizeof(*ev) + len + segbytes, wakeup_flags())) {
+	scr->ev.ts_ns = bpf_ktime_get_ns();
+	return sizeof(scr->ev) + len + segbytes;
+}
+
+/* Send the record being built, after the frontend record waiting in front
+ * of it if there is one. */
+__noinline int pg_flush(struct pg_scratch *scr, struct pg_state *ps)
+{
+	struct pg_data_event *ev;
+	struct pg_dirstate *st;
+	__u32 size, front;
+	__u64 lost;
+
+	if (!scr || !ps)
+		return 0;
+	ev = &scr->ev;
+	st = &ps->d[ev->dir & 1];
+	size = ev_seal(scr);
+	front = bounded(scr->front_len, 2 * PG_PEND_MAX - 1);
+	if (front > PG_PEND_MAX)
+		front = PG_PEND_MAX;
+	if (bpf_ringbuf_output(&events, front_at(scr, front), front + size, wakeup_flags())) {
 		count(CNT_PG_EVENTS_LOST);
 		/* The collector learns of it as lost bytes before the next event. */
 		lost = ev->len;
@@ -161,10 +211,13 @@ __noinline int pg_flush(struct pg_scratch *scr, struct pg_dirstate *st)
 			lost += scr->segs[i].skipped + scr->segs[i].lost;
 		}
 		st->pend_lost += lost;
+		ps->d[PG_DIR_FRONTEND].pend_lost += scr->front_total;
 		count_n(CNT_PG_LOST, ev->len);
 	} else {
 		count_n(CNT_PG_COPIED, ev->len);
 	}
+	scr->front_len = 0;
+	scr->front_total = 0;
 	ev_reset(scr);
 	return 0;
 }
@@ -172,21 +225,23 @@ __noinline int pg_flush(struct pg_scratch *scr, struct pg_dirstate *st)
 /* Append n bytes as part of a run, from user memory at src or (src == 0)
  * from the header kept in st; n == 0 just makes sure a run without gaps
  * after it is open. */
-__noinline int pg_append(struct pg_scratch *scr, struct pg_dirstate *st, __u64 src, __u32 n)
+__noinline int pg_append(struct pg_scratch *scr, struct pg_state *ps, __u64 src, __u32 n)
 {
 	struct pg_data_event *ev;
+	struct pg_dirstate *st;
 	struct pg_seg *s;
 	__u32 at;
 
-	if (!scr || !st)
+	if (!scr || !ps)
 		return 0;
 	ev = &scr->ev;
+	st = &ps->d[ev->dir & 1];
 	if (ev->len + n > PG_DATA_MAX)
-		pg_flush(scr, st);
+		pg_flush(scr, ps);
 	s = cur_seg(scr);
 	if (s->skipped || s->lost) {
 		if (ev->nsegs >= PG_SEGS_MAX)
-			pg_flush(scr, st);
+			pg_flush(scr, ps);
 		else
 			ev->nsegs++;
 		s = cur_seg(scr);
@@ -208,11 +263,11 @@ __noinline int pg_append(struct pg_scratch *scr, struct pg_dirstate *st, __u64 s
 }
 
 /* n bytes left out: skipped on purpose (lost == 0), or lost. */
-__noinline int pg_gap(struct pg_scratch *scr, struct pg_dirstate *st, __u64 n, int lost)
+__noinline int pg_gap(struct pg_scratch *scr, struct pg_state *ps, __u64 n, int lost)
 {
 	struct pg_seg *s;
 
-	if (!scr || !st || !n)
+	if (!scr || !ps || !n)
 		return 0;
 	s = cur_seg(scr);
 	if (lost) {
@@ -222,7 +277,7 @@ __noinline int pg_gap(struct pg_scratch *scr, struct pg_dirstate *st, __u64 n, i
 	}
 	if (s->lost) {
 		/* A skip after a loss belongs to a new run. */
-		pg_append(scr, st, 0, 0);
+		pg_append(scr, ps, 0, 0);
 		s = cur_seg(scr);
 	}
 	s->skipped += n;
@@ -232,22 +287,22 @@ __noinline int pg_gap(struct pg_scratch *scr, struct pg_dirstate *st, __u64 n, i
 
 static __always_inline void append_user(struct frame_ctx *c, __u32 n)
 {
-	pg_append(c->scr, c->st, c->buf + c->off, n);
+	pg_append(c->scr, c->ps, c->buf + c->off, n);
 }
 
 static __always_inline void append_hdr(struct frame_ctx *c, __u32 n)
 {
-	pg_append(c->scr, c->st, 0, n);
+	pg_append(c->scr, c->ps, 0, n);
 }
 
 static __always_inline void add_skipped(struct frame_ctx *c, __u64 n)
 {
-	pg_gap(c->scr, c->st, n, 0);
+	pg_gap(c->scr, c->ps, n, 0);
 }
 
 static __always_inline void add_lost(struct frame_ctx *c, __u64 n)
 {
-	pg_gap(c->scr, c->st, n, 1);
+	pg_gap(c->scr, c->ps, n, 1);
 }
 
 static __always_inline long desync(struct frame_ctx *c)
@@ -291,6 +346,8 @@ static __always_inline long header_done(struct frame_ctx *c)
 			return -1;
 		}
 		body = mlen - 4;
+		if (t == 'X')
+			c->final = 1;   /* no reply will come: do not wait for one */
 		if (t == 'd' || (t == 'D' && c->dir == PG_DIR_BACKEND)) {
 			st->copy = 0;
 			st->skip = body;
@@ -383,7 +440,7 @@ static long frame_step(__u32 i, void *arg)
 	k = st->copy < avail ? st->copy : avail;
 	if (k > PG_COPY_STEP)
 		k = PG_COPY_STEP;
-	pg_append(c->scr, c->st, c->buf + c->off - hl, hl + k);
+	pg_append(c->scr, c->ps, c->buf + c->off - hl, hl + k);
 	st->copy -= k;
 	c->off += k;
 	return 0;

@@ -427,6 +427,31 @@ static __noinline void frame_iov(struct frame_ctx *c, __u64 iov, __u64 iovcnt, _
 		add_lost(c, total);
 }
 
+/* Keep a small frontend record until the reply it asks for is sent with
+ * it; returns false when it has to go out now. */
+static __always_inline bool pg_defer(struct pg_scratch *scr, struct pg_pending *pend)
+{
+	__u32 size;
+	__u64 total = scr->ev.len;
+
+	if (!pend || pend->size || scr->front_len)
+		return false;
+	size = ev_seal(scr);
+	if (size > PG_PEND_MAX)
+		return false;
+	for (int i = 0; i < PG_SEGS_MAX; i++) {
+		if (i >= scr->ev.nsegs)
+			break;
+		total += scr->segs[i].skipped + scr->segs[i].lost;
+	}
+	bpf_probe_read_kernel(pend->rec, size, &scr->ev);
+	pend->size = size;
+	pend->total = total;
+	count_n(CNT_PG_COPIED, scr->ev.len);
+	ev_reset(scr);
+	return true;
+}
+
 /* ret bytes of a PostgreSQL connection moved in direction dir. */
 static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const struct io_args *in,
 				  long ret, __u32 dir)
@@ -434,9 +459,10 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	__u64 iov, iovcnt, buf = first_buf(in, &iov, &iovcnt);
 	__u64 key = (__u64)sk;
 	struct pg_state *ps = &si->pg;
+	struct pg_pending *pend;
 	struct pg_scratch *scr;
 	struct frame_ctx c = {};
-	__u32 zero = 0;
+	__u32 zero = 0, psz;
 
 	if (!si->pg_opened) {
 		__u8 b[8] = {};
@@ -452,6 +478,7 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	scr = bpf_map_lookup_elem(&pgscratch, &zero);
 	if (!scr)
 		return;
+	pend = bpf_sk_storage_get(&pgpend, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	c.scr = scr;
 	c.ps = ps;
 	c.st = &ps->d[dir & 1];
@@ -463,6 +490,18 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	scr->segs[0].skipped = c.st->pend_skipped;
 	scr->segs[0].lost = c.st->pend_lost;
 	c.st->pend_skipped = c.st->pend_lost = 0;
+	scr->front_len = 0;
+	scr->front_total = 0;
+	if (pend && pend->size) {
+		/* The waiting frontend record goes out first, with this one. */
+		psz = bounded(pend->size, 2 * PG_PEND_MAX - 1);
+		if (psz > PG_PEND_MAX)
+			psz = PG_PEND_MAX;
+		bpf_probe_read_kernel(front_at(scr, psz), psz, pend->rec);
+		scr->front_len = psz;
+		scr->front_total = pend->total;
+		pend->size = 0;
+	}
 	if (!in->known) {
 		/* Not from a syscall whose buffer we can follow (sendfile,
 		 * sendmmsg, io_uring): the collector resynchronizes. */
@@ -476,7 +515,8 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 		frame_chunk(&c);
 	}
 	if (scr->ev.len) {
-		pg_flush(scr, c.st);
+		if (dir != PG_DIR_FRONTEND || c.final || !pg_defer(scr, pend))
+			pg_flush(scr, ps);
 		return;
 	}
 	/* Only gaps: carry them to the next event rather than send them alone. */
@@ -485,6 +525,16 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 			break;
 		c.st->pend_skipped += scr->segs[i].skipped;
 		c.st->pend_lost += scr->segs[i].lost;
+	}
+	if (scr->front_len && pend) {
+		/* Nothing was sent: the frontend record waits on. */
+		psz = bounded(scr->front_len, 2 * PG_PEND_MAX - 1);
+		if (psz > PG_PEND_MAX)
+			psz = PG_PEND_MAX;
+		bpf_probe_read_kernel(pend->rec, psz, front_at(scr, psz));
+		pend->size = psz;
+		pend->total = scr->front_total;
+		scr->front_len = 0;
 	}
 }
 

@@ -67,7 +67,7 @@ static int on_event(void *ctx, void *data, size_t size)
 		return 0;
 	cap->events++;
 	if (h->type == EV_PG_DATA) {
-		pgtrack_data(&cap->pg, data, size);
+		pgtrack_record(&cap->pg, data, size);
 		return 0;
 	}
 	if (h->type == EV_PG_OPEN) {

@@ -340,15 +340,14 @@ void pgtrack_open(struct pgtrack *pt, const struct pg_open_event *e, struct serv
 	pt->connections++;
 }
 
-void pgtrack_data(struct pgtrack *pt, const struct pg_data_event *e, size_t size)
+/* One chunk: header e (copied out, aligned), then its data and segments. */
+static void chunk(struct pgtrack *pt, const struct pg_data_event *e, const uint8_t *data)
 {
 	struct pgconn *pc = u64map_get(&pt->conns, e->sock);
 	enum pg_dir dir = e->dir == PG_DIR_FRONTEND ? PG_FRONTEND : PG_BACKEND;
-	const uint8_t *data = (const uint8_t *)(e + 1);
 	size_t off = 0;
 
-	if (!pc || !e->nsegs || e->nsegs > PG_SEGS_MAX || e->len > PG_DATA_MAX ||
-	    size < sizeof(*e) + e->len + e->nsegs * sizeof(struct pg_seg))
+	if (!pc || !e->nsegs)
 		return;
 	for (uint32_t i = 0; i < e->nsegs; i++) {
 		struct pg_seg s;
@@ -366,6 +365,25 @@ void pgtrack_data(struct pgtrack *pt, const struct pg_data_event *e, size_t size
 	}
 	if (pc->terminated)
 		pgtrack_close(pt, e->sock);
+}
+
+void pgtrack_record(struct pgtrack *pt, const void *rec, size_t size)
+{
+	const uint8_t *p = rec;
+
+	/* A frontend write and the reply to it may share a record. */
+	while (size >= sizeof(struct pg_data_event)) {
+		struct pg_data_event e;
+		size_t n;
+
+		memcpy(&e, p, sizeof(e));
+		n = sizeof(e) + (size_t)e.len + (size_t)e.nsegs * sizeof(struct pg_seg);
+		if (e.type != EV_PG_DATA || e.len > PG_DATA_MAX || e.nsegs > PG_SEGS_MAX || n > size)
+			return;
+		chunk(pt, &e, p + sizeof(e));
+		p += n;
+		size -= n;
+	}
 }
 
 void pgtrack_close(struct pgtrack *pt, uint64_t sock)

@@ -30,7 +30,8 @@ void pgtrack_free(struct pgtrack *pt);
 
 /* A connection found to speak PostgreSQL, owned by client. */
 void pgtrack_open(struct pgtrack *pt, const struct pg_open_event *e, struct service *client);
-void pgtrack_data(struct pgtrack *pt, const struct pg_data_event *e, size_t size);
+/* An EV_PG_DATA ring record: one or more pg_data_event, back to back. */
+void pgtrack_record(struct pgtrack *pt, const void *rec, size_t size);
 /* A TCP connection closed: its decoder goes. */
 void pgtrack_close(struct pgtrack *pt, uint64_t sock);
 
