@@ -263,6 +263,16 @@ int on_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		track(sk, bpf_ktime_get_ns(), true);
 		return 0;
 	}
+	if ((ctx->oldstate == TCP_ESTABLISHED && ctx->newstate == TCP_FIN_WAIT1) ||
+	    (ctx->oldstate == TCP_CLOSE_WAIT && ctx->newstate == TCP_LAST_ACK)) {
+		/* close() or shutdown() by the owner, on a connection open since
+		 * before the capture: seen now if it moved no byte since. */
+		if (!bpf_map_lookup_elem(&socks, &key) && traced_task()) {
+			emit(EV_SEEN, sk, NULL, 0);
+			track(sk, bpf_ktime_get_ns(), false);
+		}
+		return 0;
+	}
 	if (ctx->newstate == TCP_CLOSE) {
 		t = bpf_map_lookup_elem(&socks, &key);
 		if (t) {

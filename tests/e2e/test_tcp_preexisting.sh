@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# A connection opened BEFORE the capture starts and used during it: a
-# keep-alive HTTP/1.1 client in cgroup `pool` talking to `api`.  The edge
-# pool -> api must be in the graph although no connect/accept is seen.
+# Connections opened BEFORE the capture starts, to `api`:
+#   pool   a keep-alive HTTP/1.1 client used during the capture: the edge
+#          pool -> api must be in the graph although no connect/accept is seen
+#   quiet  a client that moves no byte during the capture, only closes: its
+#          close names it, so the api's end is not taken for a remote peer
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_root; require_cgroup2; require_seams; require_cmd jq
@@ -49,8 +51,29 @@ wait_for 15 test -s "$TEST_TMP/ready" || { cat "$TEST_TMP/pool.log" >&2; fail "p
 # Make sure the connection is idle and established before the capture.
 sleep 0.2
 
+cat > "$TEST_TMP/quiet.py" <<'PY'
+import http.client, os, sys, time
+port, tmp = int(sys.argv[1]), sys.argv[2]
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+conn.request("GET", "/ping")
+conn.getresponse().read()
+open(tmp + "/quiet.ready", "w").close()
+deadline = time.time() + 60
+while not os.path.exists(tmp + "/quiet.close") and time.time() < deadline:
+    time.sleep(0.02)
+conn.close()
+PY
+cg_exec quiet "$PY" "$TEST_TMP/quiet.py" "$port" "$TEST_TMP" > "$TEST_TMP/quiet.log" 2>&1
+QUIET_PID=$CG_LAST_PID
+wait_for 15 test -e "$TEST_TMP/quiet.ready" || { cat "$TEST_TMP/quiet.log" >&2; fail "quiet client did not connect"; }
+# Make sure the connections are idle and established before the capture.
+sleep 0.2
+
 G=$TEST_TMP/graph.json
-seams_capture_bg "$G" --cgroup "$(cg_path pool)" --cgroup "$(cg_path api)"
+seams_capture_bg "$G" --cgroup "$(cg_path pool)" --cgroup "$(cg_path api)" --cgroup "$(cg_path quiet)"
+touch "$TEST_TMP/quiet.close"
+quiet_done() { ! kill -0 "$QUIET_PID" 2>/dev/null; }
+wait_for 10 quiet_done || fail "quiet client did not close"
 touch "$TEST_TMP/go"
 count_at_least() { [ -s "$TEST_TMP/count" ] && [ "$(cat "$TEST_TMP/count")" -ge "$1" ]; }
 wait_for 20 count_at_least 20 || { cat "$TEST_TMP/pool.log" >&2; fail "pool client stopped sending"; }
@@ -68,3 +91,6 @@ assert_edge "$G" svc:pool svc:api tcp ".port == $port and .connections >= 1"
 assert_edge "$G" svc:pool svc:api tcp ".connections == 1"
 assert_node "$G" svc:api ".cgroup == \"$(cg_rel api)\""
 assert_node "$G" svc:pool ".cgroup == \"$(cg_rel pool)\""
+assert_edge "$G" svc:quiet svc:api tcp ".port == $port and .connections == 1"
+assert_jq "$G" '[.nodes[] | select(.kind == "external")] == []' \
+	"no external node: both ends of every connection are captured services"
