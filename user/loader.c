@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "loader.h"
@@ -39,6 +40,20 @@ static bool has_cap(const struct __user_cap_data_struct *d, int cap)
 #define CAP_BPF     39
 #endif
 
+/* The hooks seams attaches to every send and receive (Linux 6.3+). */
+static bool kernel_has_socket_tracepoints(void)
+{
+	struct btf *btf = btf__load_vmlinux_btf();
+	bool ok;
+
+	if (!btf)
+		return true; /* let the load say what is wrong */
+	ok = btf__find_by_name_kind(btf, "btf_trace_sock_send_length", BTF_KIND_TYPEDEF) > 0 &&
+	     btf__find_by_name_kind(btf, "btf_trace_sock_recv_length", BTF_KIND_TYPEDEF) > 0;
+	btf__free(btf);
+	return ok;
+}
+
 int loader_check_host(char *err, size_t len)
 {
 	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
@@ -53,6 +68,11 @@ int loader_check_host(char *err, size_t len)
 	if (access("/sys/kernel/btf/vmlinux", R_OK)) {
 		snprintf(err, len, "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing); seams "
 			 "needs a kernel built with CONFIG_DEBUG_INFO_BTF=y");
+		return -1;
+	}
+	if (!kernel_has_socket_tracepoints()) {
+		snprintf(err, len, "this kernel has no sock_send_length/sock_recv_length tracepoints; "
+			 "seams needs Linux 6.3 or later");
 		return -1;
 	}
 	if (access("/sys/kernel/tracing/events", F_OK) &&
