@@ -444,7 +444,8 @@ static __always_inline bool pg_defer(struct pg_scratch *scr, struct pg_pending *
 	__u32 size;
 	__u64 total = scr->ev.len;
 
-	if (!pend || pend->size || scr->front_len)
+	if (!pend || pend->size || scr->front_len ||
+	    sizeof(scr->ev) + scr->ev.len + scr->ev.nsegs * sizeof(struct pg_seg) > PG_PEND_MAX)
 		return false;
 	size = ev_seal(scr);
 	if (size > PG_PEND_MAX)

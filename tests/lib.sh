@@ -266,6 +266,12 @@ pg_stop() {
 	return 0
 }
 
+# cc_libpq SRC OUT: compile a libpq client for a test.
+cc_libpq() {
+	gcc -O1 -Wall -Werror -o "$2" "$1" -I/usr/include/postgresql -lpq 2> "$TEST_TMP/gcc.log" ||
+		{ cat "$TEST_TMP/gcc.log" >&2; fail "cannot compile the libpq client $1"; }
+}
+
 # --- seams capture ----------------------------------------------------------
 
 # seams_capture_bg OUT ARGS...: start `seams capture --output OUT ARGS...` in

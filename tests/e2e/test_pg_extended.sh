@@ -234,8 +234,7 @@ int main(int argc, char **argv)
 	return 0;
 }
 C
-gcc -O1 -Wall -Werror -o "$TEST_TMP/ext" "$TEST_TMP/ext.c" -I/usr/include/postgresql -lpq \
-	2> "$TEST_TMP/gcc.log" || { cat "$TEST_TMP/gcc.log" >&2; fail "cannot compile the libpq client"; }
+cc_libpq "$TEST_TMP/ext.c" "$TEST_TMP/ext"
 
 cg_new db
 cg_new extclient

@@ -62,8 +62,7 @@ int main(int argc, char **argv)
 	return 0;
 }
 C
-gcc -O1 -Wall -Werror -o "$TEST_TMP/bind" "$TEST_TMP/bind.c" -I/usr/include/postgresql -lpq \
-	2> "$TEST_TMP/gcc.log" || { cat "$TEST_TMP/gcc.log" >&2; fail "cannot compile the libpq client"; }
+cc_libpq "$TEST_TMP/bind.c" "$TEST_TMP/bind"
 
 cg_new db
 cg_new privapp
