@@ -12,6 +12,7 @@
 #define PG_COPY_STEP  4096   /* bytes copied per framer step */
 #define PG_MAX_STEPS  8192   /* framer steps per syscall chunk */
 #define PG_MAX_IOV    8      /* iovecs followed per readv/writev/sendmsg/recvmsg */
+#define PG_FAST_MAX   512    /* a chunk up to this size is read once, then framed in place */
 #define PG_MAX_MSG    (1u << 30)
 #define PG_SSL_REQ    80877103
 #define PG_GSS_REQ    80877104
@@ -64,6 +65,7 @@ struct pg_scratch {
 	struct pg_data_event ev;
 	__u8 data[PG_DATA_MAX + PG_SEGS_MAX * sizeof(struct pg_seg)];
 	__u8 slack[2 * PG_COPY_STEP];
+	__u8 raw[3 * PG_FAST_MAX];  /* a small chunk, read whole; slack after it too */
 	struct pg_seg segs[PG_SEGS_MAX];
 	__u32 front_len;    /* bytes at the end of front to send first */
 	__u32 pad;
@@ -90,46 +92,45 @@ static __always_inline __u32 be32(const __u8 *b)
 	return (__u32)b[0] << 24 | (__u32)b[1] << 16 | (__u32)b[2] << 8 | b[3];
 }
 
-/* Legal message types per direction (PostgreSQL's protocol.h). */
-static __always_inline bool legal_type(__u32 dir, __u8 t)
-{
-	if (dir == PG_DIR_FRONTEND) {
-		switch (t) {
-		case 'B': case 'C': case 'D': case 'E': case 'F': case 'H': case 'P':
-		case 'Q': case 'S': case 'X': case 'c': case 'd': case 'f': case 'p':
-			return true;
-		}
-		return false;
-	}
-	switch (t) {
-	case '1': case '2': case '3': case 'A': case 'C': case 'D': case 'E': case 'G':
-	case 'H': case 'I': case 'K': case 'N': case 'R': case 'S': case 'T': case 'V':
-	case 'W': case 'Z': case 'c': case 'd': case 'n': case 's': case 't': case 'v':
-		return true;
-	}
-	return false;
-}
+/* What the framer does with each message type, per direction: legal types
+ * (PostgreSQL's protocol.h) carry MSG_LEGAL and the body bytes the decoder
+ * needs, everything after them being a gap; MSG_DROP leaves out the whole
+ * message, header too.  A table, not a switch: one load instead of a branch
+ * per type, which keeps the verifier's paths few. */
+#define MSG_LEGAL 0x8000
+#define MSG_DROP  0x4000
+#define MSG_CAP   0x3fff
 
-/* Body bytes the decoder needs per message type; everything after is a gap. */
-static __always_inline __u32 body_cap(__u32 dir, __u8 t)
+static const __u16 msg_plan[2][128] = {
+	[PG_DIR_FRONTEND] = {
+		['Q'] = MSG_LEGAL | PG_SQL_COPY, ['P'] = MSG_LEGAL | PG_SQL_COPY,
+		['B'] = MSG_LEGAL | 256,  /* portal and statement names lead; values follow */
+		['C'] = MSG_LEGAL | 128, ['D'] = MSG_LEGAL | 128, ['E'] = MSG_LEGAL | 128,
+		['F'] = MSG_LEGAL | 128,
+		['H'] = MSG_LEGAL, ['S'] = MSG_LEGAL, ['X'] = MSG_LEGAL, ['c'] = MSG_LEGAL,
+		['f'] = MSG_LEGAL,
+		['p'] = MSG_LEGAL,        /* passwords and SASL: never copied */
+		['d'] = MSG_LEGAL | MSG_DROP,
+	},
+	[PG_DIR_BACKEND] = {
+		['C'] = MSG_LEGAL | 128,  /* CommandComplete tag */
+		['E'] = MSG_LEGAL | 512, ['N'] = MSG_LEGAL | 512, /* severity and SQLSTATE first */
+		['Z'] = MSG_LEGAL | 1,
+		['R'] = MSG_LEGAL | 4,    /* auth subtype only, never SASL data */
+		['S'] = MSG_LEGAL | 256,
+		['1'] = MSG_LEGAL, ['2'] = MSG_LEGAL, ['3'] = MSG_LEGAL, ['A'] = MSG_LEGAL,
+		['G'] = MSG_LEGAL, ['H'] = MSG_LEGAL, ['I'] = MSG_LEGAL, ['K'] = MSG_LEGAL,
+		['T'] = MSG_LEGAL, ['V'] = MSG_LEGAL, ['W'] = MSG_LEGAL, ['c'] = MSG_LEGAL,
+		['n'] = MSG_LEGAL, ['s'] = MSG_LEGAL, ['t'] = MSG_LEGAL, ['v'] = MSG_LEGAL,
+		['D'] = MSG_LEGAL | MSG_DROP, ['d'] = MSG_LEGAL | MSG_DROP,
+	},
+};
+
+static __always_inline __u32 plan_of(__u32 dir, __u8 t)
 {
-	if (dir == PG_DIR_FRONTEND) {
-		switch (t) {
-		case 'Q': case 'P': return PG_SQL_COPY;
-		case 'B': return 256;   /* portal and statement names lead; values follow */
-		case 'D': case 'C': case 'E': case 'F': return 128;
-		case 'p': return 0;     /* passwords and SASL: never copied */
-		default: return 0;
-		}
-	}
-	switch (t) {
-	case 'C': return 128;           /* CommandComplete tag */
-	case 'E': case 'N': return 512; /* severity and SQLSTATE come first */
-	case 'Z': return 1;
-	case 'R': return 4;             /* auth subtype only, never SASL data */
-	case 'S': return 256;
-	default: return 0;
-	}
+	if (t & 0x80)
+		return 0;
+	return msg_plan[bounded(dir, 1)][bounded(t, 127)];
 }
 
 struct frame_ctx {
@@ -141,6 +142,8 @@ struct frame_ctx {
 	__u32 off;
 	__u32 dir;
 	__u32 final;   /* a Terminate was framed */
+	__u32 run_off; /* fast path: bytes of raw to copy, not yet appended */
+	__u32 run_len;
 };
 
 static __always_inline void ev_reset(struct pg_scratch *scr)
@@ -222,10 +225,12 @@ __noinline int pg_flush(struct pg_scratch *scr, struct pg_state *ps)
 	return 0;
 }
 
-/* Append n bytes as part of a run, from user memory at src or (src == 0)
- * from the header kept in st; n == 0 just makes sure a run without gaps
- * after it is open. */
-__noinline int pg_append(struct pg_scratch *scr, struct pg_state *ps, __u64 src, __u32 n)
+enum pg_src { SRC_USER, SRC_HDR, SRC_RAW };
+
+/* Append n bytes as part of a run, from user memory at src, from the
+ * header kept in st, or from offset src of scr->raw; n == 0 just makes sure
+ * a run without gaps after it is open. */
+__noinline int pg_append(struct pg_scratch *scr, struct pg_state *ps, __u64 src, __u32 n, int from)
 {
 	struct pg_data_event *ev;
 	struct pg_dirstate *st;
@@ -253,8 +258,11 @@ __noinline int pg_append(struct pg_scratch *scr, struct pg_state *ps, __u64 src,
 		return 0;
 	at = bounded(ev->len, PG_DATA_MAX - 1);
 	n = bounded(n, 2 * PG_COPY_STEP - 1);
-	if (src)
+	if (from == SRC_USER)
 		bpf_probe_read_user(scr->data + at, n, (void *)src);
+	else if (from == SRC_RAW)
+		bpf_probe_read_kernel(scr->data + at, n & (2 * PG_FAST_MAX - 1),
+				      scr->raw + (src & (PG_FAST_MAX - 1)));
 	else
 		bpf_probe_read_kernel(scr->data + at, n & 15, st->hdr);
 	ev->len += n;
@@ -277,7 +285,7 @@ __noinline int pg_gap(struct pg_scratch *scr, struct pg_state *ps, __u64 n, int 
 	}
 	if (s->lost) {
 		/* A skip after a loss belongs to a new run. */
-		pg_append(scr, ps, 0, 0);
+		pg_append(scr, ps, 0, 0, SRC_HDR);
 		s = cur_seg(scr);
 	}
 	s->skipped += n;
@@ -287,12 +295,12 @@ __noinline int pg_gap(struct pg_scratch *scr, struct pg_state *ps, __u64 n, int 
 
 static __always_inline void append_user(struct frame_ctx *c, __u32 n)
 {
-	pg_append(c->scr, c->ps, c->buf + c->off, n);
+	pg_append(c->scr, c->ps, c->buf + c->off, n, SRC_USER);
 }
 
 static __always_inline void append_hdr(struct frame_ctx *c, __u32 n)
 {
-	pg_append(c->scr, c->ps, 0, n);
+	pg_append(c->scr, c->ps, 0, n, SRC_HDR);
 }
 
 static __always_inline void add_skipped(struct frame_ctx *c, __u64 n)
@@ -320,7 +328,7 @@ static __always_inline long desync(struct frame_ctx *c)
 static __always_inline long header_done(struct frame_ctx *c)
 {
 	struct pg_dirstate *st = c->st;
-	__u32 mlen, body, cap;
+	__u32 mlen, body, cap, plan;
 	__u8 t = st->hdr[0];
 	long hl;
 
@@ -341,19 +349,20 @@ static __always_inline long header_done(struct frame_ctx *c)
 		hl = 8;
 	} else {
 		mlen = be32(st->hdr + 1);
-		if (!legal_type(c->dir, t) || mlen < 4 || mlen > PG_MAX_MSG) {
+		plan = plan_of(c->dir, t);
+		if (!(plan & MSG_LEGAL) || mlen < 4 || mlen > PG_MAX_MSG) {
 			desync(c);
 			return -1;
 		}
 		body = mlen - 4;
 		if (t == 'X')
 			c->final = 1;   /* no reply will come: do not wait for one */
-		if (t == 'd' || (t == 'D' && c->dir == PG_DIR_BACKEND)) {
+		if (plan & MSG_DROP) {
 			st->copy = 0;
 			st->skip = body;
 			return 0;
 		}
-		cap = body_cap(c->dir, t);
+		cap = plan & MSG_CAP;
 		hl = 5;
 	}
 	st->copy = body < cap ? body : cap;
@@ -440,9 +449,52 @@ static long frame_step(__u32 i, void *arg)
 	k = st->copy < avail ? st->copy : avail;
 	if (k > PG_COPY_STEP)
 		k = PG_COPY_STEP;
-	pg_append(c->scr, c->ps, c->buf + c->off - hl, hl + k);
+	pg_append(c->scr, c->ps, c->buf + c->off - hl, hl + k, SRC_USER);
 	st->copy -= k;
 	c->off += k;
+	return 0;
+}
+
+static __always_inline void run_flush(struct frame_ctx *c)
+{
+	if (c->run_len)
+		pg_append(c->scr, c->ps, c->run_off, c->run_len, SRC_RAW);
+	c->run_len = 0;
+}
+
+/* One whole message of a small chunk already in scr->raw: the bytes to copy
+ * join the run before them, so a reply such as CommandComplete plus
+ * ReadyForQuery costs one copy.  Anything else (a message split across
+ * syscalls, a bad header) stops here and the general framer goes on. */
+static long fast_step(__u32 i, void *arg)
+{
+	struct frame_ctx *c = arg;
+	struct pg_dirstate *st = c->st;
+	__u32 avail, mlen, take;
+	const __u8 *h;
+	long hl;
+
+	if (c->off >= c->n)
+		return 1;
+	avail = c->n - c->off;
+	h = c->scr->raw + bounded(c->off, PG_FAST_MAX - 1);
+	mlen = be32(h + 1);
+	if (avail < 5 || !(plan_of(c->dir, h[0]) & MSG_LEGAL) || mlen < 4 || mlen >= avail)
+		return 1;
+	__builtin_memcpy(st->hdr, h, 5);
+	hl = header_done(c);
+	take = hl > 0 ? hl + st->copy : 0;
+	if (take) {
+		if (!c->run_len)
+			c->run_off = c->off;
+		c->run_len += take;
+	}
+	if (mlen + 1 > take) {
+		run_flush(c);
+		add_skipped(c, mlen + 1 - take);
+	}
+	st->copy = st->skip = 0;
+	c->off += mlen + 1;
 	return 0;
 }
 
@@ -478,6 +530,16 @@ static __noinline void frame_chunk(struct frame_ctx *c)
 		st->sync_next = 0;
 		st->hdr_have = 0;
 		st->skip = st->copy = 0;
+	}
+	/* Most chunks are small and hold whole messages: one read, then the
+	 * headers are parsed in place, instead of a read per header and per
+	 * body. */
+	if (c->n && c->n <= PG_FAST_MAX && !st->copy && !st->skip && !st->hdr_have && !st->untyped &&
+	    !st->bare && !bpf_probe_read_user(c->scr->raw, bounded(c->n - 1, PG_FAST_MAX - 1) + 1,
+					      (void *)c->buf)) {
+		c->run_len = 0;
+		bpf_loop(PG_FAST_MAX / 5 + 1, fast_step, c, 0);
+		run_flush(c);
 	}
 	bpf_loop(PG_MAX_STEPS, frame_step, c, 0);
 	if (c->off < c->n)

@@ -292,7 +292,7 @@ static __always_inline bool is_pg_port(__u16 port)
 	return false;
 }
 
-/* The first send or receive on a TCP socket: announce a connection accepted
+/* The first send or receive of data on a TCP socket: announce a connection accepted
  * during the capture or open since before it, and say what it is. */
 static __always_inline __u8 classify_tcp(struct sock *sk)
 {
@@ -556,7 +556,9 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 	struct io_args in = {};
 	__u16 family;
 
-	if (!sk)
+	/* Failed and empty calls first: a server's EAGAIN reads are a third
+	 * of its socket calls, and need nothing. */
+	if (!sk || ret <= 0)
 		return 0;
 	family = sk->__sk_common.skc_family;
 	if (family == AF_UNIX) {
@@ -574,7 +576,7 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 		if (!si)
 			return 0;
 	}
-	if (ret <= 0 || si->kind < SK_CANDIDATE)
+	if (si->kind < SK_CANDIDATE)
 		return 0;
 	if (si->kind == SK_CANDIDATE && dir != PG_DIR_FRONTEND)
 		return 0;
