@@ -286,7 +286,8 @@ seams_capture_bg() {
 	local deadline=$((SECONDS + 30))
 	until grep -q attached "$SEAMS_ERR" 2>/dev/null; do
 		if ! kill -0 "$SEAMS_PID" 2>/dev/null; then
-			wait "$SEAMS_PID"; local rc=$?
+			local rc=0
+			wait "$SEAMS_PID" || rc=$?  # not a bare wait: set -e would exit silently
 			SEAMS_PID=
 			cat "$SEAMS_ERR" >&2
 			fail "seams capture exited ($rc) before attaching"
@@ -318,7 +319,8 @@ seams_capture_wait() {
 		echo "seams capture did not exit; killing it" >&2
 		kill -KILL "$pid" 2>/dev/null
 	fi
-	wait "$pid"; rc=$?
+	rc=0
+	wait "$pid" || rc=$?
 	SEAMS_PID=
 	if [ "$rc" != 0 ]; then
 		echo "seams capture exited with status $rc; its stderr:" >&2
