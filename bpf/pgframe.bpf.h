@@ -507,10 +507,24 @@ static __always_inline bool looks_untyped(const __u8 *b)
 	       ((code >> 16) == 3 || code == PG_SSL_REQ || code == PG_GSS_REQ || code == 80877102);
 }
 
-/* Frame one contiguous chunk of a syscall's data. */
-static __noinline void frame_chunk(struct frame_ctx *c)
+/* Frame one contiguous chunk of a syscall's data: n bytes at user address
+ * buf, moving in direction dir.  Returns 1 when it held a Terminate.  A
+ * global function, so the verifier checks it once on its own rather than
+ * again for each program, caller and iovec. */
+__noinline int frame_chunk(struct pg_scratch *scr, struct pg_state *ps, __u64 buf, __u32 n, __u32 dir)
 {
-	struct pg_dirstate *st = c->st;
+	struct frame_ctx ctx = {}, *c = &ctx;
+	struct pg_dirstate *st;
+
+	if (!scr || !ps)
+		return 0;
+	st = &ps->d[dir & 1];
+	c->scr = scr;
+	c->ps = ps;
+	c->st = st;
+	c->dir = dir;
+	c->buf = buf;
+	c->n = n;
 
 	if (!st->synced) {
 		/* Writes start at a message boundary; so does the backend's first
@@ -524,7 +538,7 @@ static __noinline void frame_chunk(struct frame_ctx *c)
 				c->ps->d[PG_DIR_BACKEND].sync_next = 1;
 		} else if (!st->sync_next) {
 			add_lost(c, c->n);
-			return;
+			return 0;
 		}
 		st->synced = 1;
 		st->sync_next = 0;
@@ -544,6 +558,7 @@ static __noinline void frame_chunk(struct frame_ctx *c)
 	bpf_loop(PG_MAX_STEPS, frame_step, c, 0);
 	if (c->off < c->n)
 		desync(c);
+	return c->final;
 }
 
 #endif

@@ -419,22 +419,26 @@ static __always_inline void pg_open(struct sock *sk, bool synced)
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
-static __noinline void frame_iov(struct frame_ctx *c, __u64 iov, __u64 iovcnt, __u64 total)
+/* Returns 1 when the data held a Terminate. */
+static __always_inline int frame_iov(struct pg_scratch *scr, struct pg_state *ps, __u64 iov,
+				     __u64 iovcnt, __u64 total, __u32 dir)
 {
+	int final = 0;
+
 	for (int i = 0; i < PG_MAX_IOV; i++) {
 		struct iovec v = {};
+		__u64 n;
 
 		if (i >= iovcnt || !total)
 			break;
 		bpf_probe_read_user(&v, sizeof(v), (void *)(iov + i * sizeof(v)));
-		c->buf = (__u64)v.iov_base;
-		c->n = v.iov_len < total ? v.iov_len : total;
-		c->off = 0;
-		frame_chunk(c);
-		total -= c->n;
+		n = v.iov_len < total ? v.iov_len : total;
+		final |= frame_chunk(scr, ps, (__u64)v.iov_base, n, dir);
+		total -= n;
 	}
 	if (total)
-		add_lost(c, total);
+		pg_gap(scr, ps, total, 1);
+	return final;
 }
 
 /* Keep a small frontend record until the reply it asks for is sent with
@@ -470,10 +474,11 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	__u64 iov, iovcnt, buf = first_buf(in, &iov, &iovcnt);
 	__u64 key = (__u64)sk;
 	struct pg_state *ps = &si->pg;
+	struct pg_dirstate *st = &ps->d[dir & 1];
 	struct pg_pending *pend;
 	struct pg_scratch *scr;
-	struct frame_ctx c = {};
 	__u32 zero = 0, psz;
+	int final = 0;
 
 	if (!si->pg_opened) {
 		__u8 b[8] = {};
@@ -490,17 +495,13 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	if (!scr)
 		return;
 	pend = bpf_sk_storage_get(&pgpend, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	c.scr = scr;
-	c.ps = ps;
-	c.st = &ps->d[dir & 1];
-	c.dir = dir;
 	scr->ev.type = EV_PG_DATA;
 	scr->ev.sock = key;
 	scr->ev.dir = dir;
 	ev_reset(scr);
-	scr->segs[0].skipped = c.st->pend_skipped;
-	scr->segs[0].lost = c.st->pend_lost;
-	c.st->pend_skipped = c.st->pend_lost = 0;
+	scr->segs[0].skipped = st->pend_skipped;
+	scr->segs[0].lost = st->pend_lost;
+	st->pend_skipped = st->pend_lost = 0;
 	scr->front_len = 0;
 	scr->front_total = 0;
 	if (pend && pend->size) {
@@ -516,17 +517,16 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	if (!in->known) {
 		/* Not from a syscall whose buffer we can follow (sendfile,
 		 * sendmmsg, io_uring): the collector resynchronizes. */
-		c.n = ret;
-		desync(&c);
+		st->synced = 0;
+		st->skip = st->copy = 0;
+		pg_gap(scr, ps, ret, 1);
 	} else if (iov) {
-		frame_iov(&c, iov, iovcnt, ret);
+		final = frame_iov(scr, ps, iov, iovcnt, ret, dir);
 	} else {
-		c.buf = buf;
-		c.n = ret;
-		frame_chunk(&c);
+		final = frame_chunk(scr, ps, buf, ret, dir);
 	}
 	if (scr->ev.len) {
-		if (dir != PG_DIR_FRONTEND || c.final || !pg_defer(scr, pend))
+		if (dir != PG_DIR_FRONTEND || final || !pg_defer(scr, pend))
 			pg_flush(scr, ps);
 		return;
 	}
@@ -534,8 +534,8 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	for (int i = 0; i < PG_SEGS_MAX; i++) {
 		if (i >= scr->ev.nsegs)
 			break;
-		c.st->pend_skipped += scr->segs[i].skipped;
-		c.st->pend_lost += scr->segs[i].lost;
+		st->pend_skipped += scr->segs[i].skipped;
+		st->pend_lost += scr->segs[i].lost;
 	}
 	if (scr->front_len && pend) {
 		/* Nothing was sent: the frontend record waits on. */
