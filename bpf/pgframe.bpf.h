@@ -313,11 +313,19 @@ static __always_inline void add_lost(struct frame_ctx *c, __u64 n)
 	pg_gap(c->scr, c->ps, n, 1);
 }
 
+/* n bytes the framer cannot follow: lost, and the direction out of step
+ * until a boundary it can trust. */
+static __always_inline void lose_sync(struct pg_scratch *scr, struct pg_state *ps,
+				      struct pg_dirstate *st, __u64 n)
+{
+	st->synced = 0;
+	st->skip = st->copy = 0;
+	pg_gap(scr, ps, n, 1);
+}
+
 static __always_inline long desync(struct frame_ctx *c)
 {
-	c->st->synced = 0;
-	c->st->skip = c->st->copy = 0;
-	add_lost(c, c->n - c->off);
+	lose_sync(c->scr, c->ps, c->st, c->n - c->off);
 	c->off = c->n;
 	return 1;
 }
@@ -548,9 +556,8 @@ __noinline int frame_chunk(struct pg_scratch *scr, struct pg_state *ps, __u64 bu
 	/* Most chunks are small and hold whole messages: one read, then the
 	 * headers are parsed in place, instead of a read per header and per
 	 * body. */
-	if (c->n && c->n <= PG_FAST_MAX && !st->copy && !st->skip && !st->hdr_have && !st->untyped &&
-	    !st->bare && !bpf_probe_read_user(c->scr->raw, bounded(c->n - 1, PG_FAST_MAX - 1) + 1,
-					      (void *)c->buf)) {
+	if (n && n <= PG_FAST_MAX && !st->copy && !st->skip && !st->hdr_have && !st->untyped &&
+	    !st->bare && !bpf_probe_read_user(scr->raw, bounded(n - 1, PG_FAST_MAX - 1) + 1, (void *)buf)) {
 		c->run_len = 0;
 		bpf_loop(PG_FAST_MAX / 5 + 1, fast_step, c, 0);
 		run_flush(c);

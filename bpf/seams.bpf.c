@@ -517,9 +517,7 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	if (!in->known) {
 		/* Not from a syscall whose buffer we can follow (sendfile,
 		 * sendmmsg, io_uring): the collector resynchronizes. */
-		st->synced = 0;
-		st->skip = st->copy = 0;
-		pg_gap(scr, ps, ret, 1);
+		lose_sync(scr, ps, st, ret);
 	} else if (iov) {
 		final = frame_iov(scr, ps, iov, iovcnt, ret, dir);
 	} else {
