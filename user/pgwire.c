@@ -115,7 +115,8 @@ static const char *rd_str(struct rd *r)
 	const uint8_t *z;
 	const char *s;
 
-	if (r->err || !(z = memchr(r->p + r->off, 0, r->n - r->off))) {
+	/* An empty body has no buffer at all: check before any arithmetic on it. */
+	if (r->err || r->off >= r->n || !(z = memchr(r->p + r->off, 0, r->n - r->off))) {
 		r->err = 1;
 		return NULL;
 	}
