@@ -24,6 +24,11 @@ const volatile __u32 self_tgid = 0;
 const volatile bool filter_cgroups = false;
 const volatile __u16 pg_ports[SEAMS_MAX_PG_PORTS] = { 5432 };
 
+/* Set by the collector once every program is attached, cleared before any
+ * is detached: the three hooks attach one after another, and a connection
+ * seen by one and not yet by another would show only one of its ends. */
+volatile __u32 capturing = 0;
+
 /* x86_64 numbers of the syscalls whose buffers the framer can follow. */
 #define NR_read     0
 #define NR_write    1
@@ -232,7 +237,7 @@ int on_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	struct tracked *t;
 	struct owner *o;
 
-	if (ctx->protocol != IPPROTO_TCP)
+	if (!capturing || ctx->protocol != IPPROTO_TCP)
 		return 0;
 	if (ctx->newstate == TCP_SYN_SENT) {
 		/* Runs in connect(): the only moment the caller is current. */
@@ -556,7 +561,7 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 
 	/* Failed and empty calls first: a server's EAGAIN reads are a third
 	 * of its socket calls, and need nothing. */
-	if (!sk || ret <= 0)
+	if (!capturing || !sk || ret <= 0)
 		return 0;
 	family = sk->__sk_common.skc_family;
 	if (family == AF_UNIX) {

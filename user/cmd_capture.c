@@ -357,7 +357,9 @@ int cmd_capture(int argc, char **argv)
 			last_status = now;
 		}
 	}
-	/* Detach first, then drain what is still in the ring. */
+	/* Detach first, then drain what is still in the ring: nothing is
+	 * produced after the last read, and the counters are final. */
+	loader_detach(l);
 	loader_counters(l, cnt);
 	ring_buffer__consume(rb);
 	end = now_ns(CLOCK_REALTIME);

@@ -129,6 +129,7 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 			 strerror(-ret));
 		goto fail;
 	}
+	l->skel->bss->capturing = 1;
 	return l;
 fail:
 	loader_stop(l);
@@ -153,6 +154,14 @@ void loader_counters(struct loader *l, uint64_t out[CNT_MAX])
 		for (int c = 0; c < ncpu; c++)
 			out[k] += vals[c];
 	}
+}
+
+void loader_detach(struct loader *l)
+{
+	if (!l)
+		return;
+	l->skel->bss->capturing = 0;
+	seams_bpf__detach(l->skel);
 }
 
 void loader_stop(struct loader *l)

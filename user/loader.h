@@ -29,6 +29,8 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len);
 int loader_events_fd(struct loader *l);
 /* Counters summed over CPUs. */
 void loader_counters(struct loader *l, uint64_t out[CNT_MAX]);
+/* Detach the programs; maps, counters and the ring stay readable. */
+void loader_detach(struct loader *l);
 /* Detach and unload; NULL is fine. */
 void loader_stop(struct loader *l);
 
