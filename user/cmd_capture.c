@@ -323,8 +323,7 @@ int cmd_capture(int argc, char **argv)
 	}
 	/* The collector is batch work.  Its wakeups must not preempt the
 	 * services it watches: a service preempted while it holds a lock
-	 * stalls every client waiting on that lock, and pgbench lost 3% more
-	 * to that than to the CPU seams used. */
+	 * stalls every client waiting on that lock. */
 	if (sched_setscheduler(0, SCHED_BATCH, &(struct sched_param){ 0 }))
 		fprintf(stderr, "seams: cannot run as SCHED_BATCH (%s); going on\n", strerror(errno));
 	rb = ring_buffer__new(loader_events_fd(l), on_event, &cap, NULL);

@@ -38,7 +38,6 @@ wait_for 30 grep -q '^progress' "$progress" || { cat "$progress" >&2; fail "pgbe
 # windows: one line per capture: when it was started, when it reported it
 # was attached, when it was told to stop, and when it had exited.
 : > "$TEST_TMP/windows"
-lost_total=0 events=0 secs_traced=0
 sleep "$SECS"
 for w in $(seq "$WINDOWS"); do
 	t0=$(now)
@@ -48,10 +47,6 @@ for w in $(seq "$WINDOWS"); do
 	t2=$(now)
 	seams_capture_stop || fail "capture failed"
 	echo "$t0 $t1 $t2 $(now)" >> "$TEST_TMP/windows"
-	g=$TEST_TMP/graph.$w.json
-	lost_total=$((lost_total + $(jq '.capture.lost_events + (.capture.pg_events_lost // 0)' "$g")))
-	events=$((events + $(jq '.capture.events' "$g")))
-	secs_traced=$(jq -n --argjson a "$secs_traced" --argjson b "$(jq '.capture.duration_s' "$TEST_TMP/graph.$w.json")" '$a + $b')
 	sleep "$SECS"
 done
 grep -q 'failed' "$TEST_TMP/pgbench.out" && { cat "$TEST_TMP/pgbench.out" >&2; fail "pgbench failed"; }
@@ -98,4 +93,5 @@ sort -n "$TEST_TMP/ratios" | awk '{ a[NR] = $1 } END {
 	med = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; q = int((NR + 3) / 4)
 	printf "median TPS ratio with/without seams: %.4f (target >= 0.98); middle half of the windows: %.4f..%.4f\n", med, a[q], a[NR + 1 - q] }'
 tail -n1 "$TEST_TMP/table"
-echo "events lost: $lost_total (target 0); $(jq -n --argjson e "$events" --argjson s "$secs_traced" '$e / $s | floor') events/s"
+jq -rs 'map(.capture) | "events lost: \(map(.lost_events + (.pg_events_lost // 0)) | add) (target 0); "
+	+ "\((map(.events) | add) / (map(.duration_s) | add) | floor) events/s"' "$TEST_TMP"/graph.*.json
