@@ -215,6 +215,8 @@ static __always_inline void emit(__u32 type, struct sock *sk, const struct owner
 	e->ts_ns = ts ? ts : bpf_ktime_get_ns();
 	e->sock = (__u64)sk;
 	sock_tuple(sk, e->laddr, e->raddr, &e->lport, &e->rport);
+	if (type == EV_SEEN)
+		e->peer_closed = BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_CLOSE_WAIT;
 	if (type == EV_CLOSE) {
 		struct tcp_sock *tp = (struct tcp_sock *)sk;
 		__u64 key = (__u64)sk;

@@ -61,6 +61,8 @@ struct conn_event {
 	__u8 laddr[16];
 	__u8 raddr[16];
 	char comm[SEAMS_COMM_LEN];
+	__u8 peer_closed; /* EV_SEEN: the peer had closed its side before this end was seen */
+	__u8 pad[7];
 };
 
 /* PostgreSQL payload capture.  The kernel follows message framing and copies

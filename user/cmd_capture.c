@@ -163,6 +163,7 @@ static void fill_capture(struct graph *g, uint64_t start, uint64_t end, struct c
 	json_object_set_new(c, "events", json_integer(cap->events));
 	json_object_set_new(c, "lost_events", json_integer(cnt[CNT_LOST_EVENTS] + cnt[CNT_PG_EVENTS_LOST]));
 	json_object_set_new(c, "untracked_connections", json_integer(cnt[CNT_SOCK_FULL] + cnt[CNT_PG_FULL]));
+	json_object_set_new(c, "client_gone_connections", json_integer(cap->ct.client_gone));
 	json_object_set_new(c, "pg_connections", json_integer(cap->pg.connections));
 	json_object_set_new(c, "pg_statements", json_integer(cap->pg.statements));
 	json_object_set_new(c, "pg_unknown_statements", json_integer(cap->pg.unknown_statements));
@@ -371,9 +372,9 @@ int cmd_capture(int argc, char **argv)
 
 	conntrack_load_listeners(&cap.ct);
 	g = graph_new();
-	fill_capture(g, start, end, &cap, cnt);
 	conntrack_to_graph(&cap.ct, g, mono_to_real);
 	pgtrack_to_graph(&cap.pg, g, &cap.ct, mono_to_real);
+	fill_capture(g, start, end, &cap, cnt);
 	name_host(g);
 	ret = write_graph(g, output) ? 1 : 0;
 	fprintf(stderr, "seams: captured %.1f s: %llu events, %llu lost; %zu nodes, %zu edges%s%s\n",

@@ -134,6 +134,7 @@ void conntrack_event(struct conntrack *ct, const struct conn_event *e, struct se
 		c->role = e->type == EV_CONNECT ? ROLE_CLIENT :
 			  e->type == EV_ACCEPT ? ROLE_SERVER : ROLE_UNKNOWN;
 		c->opened = e->type != EV_SEEN;
+		c->peer_closed = e->type == EV_SEEN && e->peer_closed;
 		ct->conns = grow(ct->conns, &ct->capconns, ct->nconns, sizeof(*ct->conns));
 		ct->conns[ct->nconns++] = c;
 		/* A socket address is reused only after its close, which we may
@@ -438,9 +439,18 @@ void conntrack_to_graph(struct conntrack *ct, struct graph *g, int64_t off)
 	for (size_t i = 0; i < ct->nconns; i++) {
 		struct conn *c = ct->conns[i];
 
-		if (c->role == ROLE_SERVER && !c->matched)
-			add_connection(g, &durations, remote_node(g, c->raddr, -1),
-				       conntrack_node(g, c->svc), c, c->lport, off);
+		if (c->role != ROLE_SERVER || c->matched)
+			continue;
+		/* Its client had closed before the capture and was never seen:
+		 * the server only finished reading and closing.  Drawing it would
+		 * invent an external peer; a client still there to read what
+		 * the server sent is drawn. */
+		if (c->peer_closed && !(c->closed && c->bytes_sent > 1)) {
+			ct->client_gone++;
+			continue;
+		}
+		add_connection(g, &durations, remote_node(g, c->raddr, -1), conntrack_node(g, c->svc),
+			       c, c->lport, off);
 	}
 	for (size_t i = 0; i < ct->nfails; i++) {
 		struct conn_failure *f = &ct->fails[i];

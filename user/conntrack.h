@@ -34,6 +34,7 @@ struct conn {
 	bool opened;  /* connect/accept seen: it opened during the capture */
 	bool closed;
 	bool matched;
+	bool peer_closed; /* first seen after its peer had closed its side */
 };
 
 struct conn_failure {
@@ -58,6 +59,7 @@ struct conntrack {
 	struct u64map servers;      /* hash of local addr:port -> a server end there */
 	struct listener *listeners; /* sockets in LISTEN when the capture ended */
 	size_t nlisteners, caplisteners;
+	size_t client_gone;         /* server ends left out: client gone before the capture */
 };
 
 void conntrack_init(struct conntrack *ct);

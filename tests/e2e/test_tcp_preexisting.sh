@@ -4,6 +4,10 @@
 #          pool -> api must be in the graph although no connect/accept is seen
 #   quiet  a client that moves no byte during the capture, only closes: its
 #          close names it, so the api's end is not taken for a remote peer
+#   gone   a client that sends its last bytes and closes before the capture;
+#          `late` reads them and closes during it.  Its client cannot be
+#          named: the connection is counted as client_gone, not drawn from
+#          an invented external peer.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_root; require_cgroup2; require_seams; require_cmd jq
@@ -69,8 +73,41 @@ wait_for 15 test -e "$TEST_TMP/quiet.ready" || { cat "$TEST_TMP/quiet.log" >&2; 
 # Make sure the connections are idle and established before the capture.
 sleep 0.2
 
+cat > "$TEST_TMP/late.py" <<'PY'
+import os, socket, sys, time
+tmp = sys.argv[1]
+srv = socket.create_server(("127.0.0.1", 0))
+open(tmp + "/late.port.tmp", "w").write("%d\n" % srv.getsockname()[1])
+os.rename(tmp + "/late.port.tmp", tmp + "/late.port")
+conn, _ = srv.accept()
+deadline = time.time() + 60
+while not os.path.exists(tmp + "/late.read") and time.time() < deadline:
+    time.sleep(0.02)
+got = b""
+while True:
+    b = conn.recv(100)
+    if not b:
+        break
+    got += b
+conn.close()
+print("late read", got, flush=True)
+# Still listening when the capture ends: that tells which end served.
+while not os.path.exists(tmp + "/stop") and time.time() < deadline:
+    time.sleep(0.05)
+PY
+cg_exec late "$PY" "$TEST_TMP/late.py" "$TEST_TMP" > "$TEST_TMP/late.log" 2>&1
+wait_for 15 test -s "$TEST_TMP/late.port" || { cat "$TEST_TMP/late.log" >&2; fail "late server did not listen"; }
+cg_run gone "$PY" -c 'import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"bye")
+s.close()' "$(cat "$TEST_TMP/late.port")" || fail "gone client failed"
+sleep 0.2
+
 G=$TEST_TMP/graph.json
-seams_capture_bg "$G" --cgroup "$(cg_path pool)" --cgroup "$(cg_path api)" --cgroup "$(cg_path quiet)"
+seams_capture_bg "$G" --cgroup "$(cg_path pool)" --cgroup "$(cg_path api)" --cgroup "$(cg_path quiet)" \
+	--cgroup "$(cg_path late)" --cgroup "$(cg_path gone)"
+touch "$TEST_TMP/late.read"
+wait_for 10 grep -q "late read b'bye'" "$TEST_TMP/late.log" || { cat "$TEST_TMP/late.log" >&2; fail "late server did not read"; }
 touch "$TEST_TMP/quiet.close"
 quiet_done() { ! kill -0 "$QUIET_PID" 2>/dev/null; }
 wait_for 10 quiet_done || fail "quiet client did not close"
@@ -94,3 +131,6 @@ assert_node "$G" svc:pool ".cgroup == \"$(cg_rel pool)\""
 assert_edge "$G" svc:quiet svc:api tcp ".port == $port and .connections == 1"
 assert_jq "$G" '[.nodes[] | select(.kind == "external")] == []' \
 	"no external node: both ends of every connection are captured services"
+assert_no_edge "$G" svc:gone svc:late tcp
+assert_jq "$G" '.capture.client_gone_connections == 1' \
+	"the connection whose client closed before the capture is counted as client_gone"
