@@ -1,12 +1,12 @@
-/* Loading: check the host, mount tracefs if needed, then the libbpf skeleton
- * order of open -> set rodata -> load -> fill maps -> attach. */
+/* Loading: check the host, then the libbpf skeleton order of open -> set
+ * rodata -> load -> fill maps -> attach.  Every hook is a BTF tracepoint,
+ * so tracefs is not needed. */
 #include <errno.h>
 #include <linux/capability.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -48,7 +48,8 @@ static bool kernel_has_socket_tracepoints(void)
 
 	if (!btf)
 		return true; /* let the load say what is wrong */
-	ok = btf__find_by_name_kind(btf, "btf_trace_sock_send_length", BTF_KIND_TYPEDEF) > 0 &&
+	ok = btf__find_by_name_kind(btf, "btf_trace_inet_sock_set_state", BTF_KIND_TYPEDEF) > 0 &&
+	     btf__find_by_name_kind(btf, "btf_trace_sock_send_length", BTF_KIND_TYPEDEF) > 0 &&
 	     btf__find_by_name_kind(btf, "btf_trace_sock_recv_length", BTF_KIND_TYPEDEF) > 0;
 	btf__free(btf);
 	return ok;
@@ -74,16 +75,6 @@ int loader_check_host(char *err, size_t len)
 		snprintf(err, len, "this kernel has no sock_send_length/sock_recv_length tracepoints; "
 			 "seams needs Linux 6.3 or later");
 		return -1;
-	}
-	if (access("/sys/kernel/tracing/events", F_OK) &&
-	    access("/sys/kernel/debug/tracing/events", F_OK)) {
-		if (mount("nodev", "/sys/kernel/tracing", "tracefs", 0, NULL)) {
-			snprintf(err, len, "tracefs is not mounted and mounting it at /sys/kernel/tracing "
-				 "failed (%s); mount it with 'mount -t tracefs nodev /sys/kernel/tracing'",
-				 strerror(errno));
-			return -1;
-		}
-		fprintf(stderr, "seams: mounted tracefs at /sys/kernel/tracing (tracepoints need it)\n");
 	}
 	return 0;
 }
@@ -162,6 +153,30 @@ void loader_detach(struct loader *l)
 		return;
 	l->skel->bss->capturing = 0;
 	seams_bpf__detach(l->skel);
+}
+
+int loader_held(struct loader *l, void (*fn)(void *ctx, const void *recs, size_t size), void *ctx)
+{
+	int fd = bpf_map__fd(l->skel->maps.pgheld);
+	struct pg_held *h = malloc(sizeof(*h));
+	__u64 key, next;
+	void *prev = NULL;
+	int ret = 0;
+
+	if (!h)
+		return -1;
+	while (!bpf_map_get_next_key(fd, prev, &next)) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(fd, &key, h)) {
+			ret = -1;
+			continue;
+		}
+		if (h->held && h->held <= PG_BATCH_MAX)
+			fn(ctx, h->batch, h->held);
+	}
+	free(h);
+	return ret;
 }
 
 void loader_stop(struct loader *l)
