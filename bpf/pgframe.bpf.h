@@ -31,57 +31,45 @@ struct pg_dirstate {
 	__u8 pad[3];
 };
 
-/* A connection's records are held and go out together: a ring record costs
- * more than its bytes (the reserve, the collector's wakeup and dispatch),
- * and a connection makes several per query.  They go out when the next does
- * not fit, at a Terminate, when the oldest is PG_HOLD_NS old at the
- * connection's next call, and when its TCP socket closes.  They are kept in
- * a hash map rather than with the socket so that the collector can read
- * what is left at the end, of idle connections and of closed Unix sockets
- * (whose close no hook sees) alike. */
-#define PG_HOLD_NS   (100 * 1000000ULL)
-
 struct pg_state {
 	struct pg_dirstate d[2];
 	__u8 encrypted;
 	__u8 pad[7];
 };
 
-/* Per PostgreSQL connection, freed by the kernel with the socket. */
+/* A frontend write waits here, per socket, for the reply it asks for: the
+ * two go out as one record.  Records cost more than their bytes, and this
+ * halves them for request/response traffic. */
+#define PG_PEND_MAX 1024
+
+struct pg_pending {
+	__u32 size;      /* bytes of the waiting record; 0: none */
+	__u32 pad;
+	__u64 total;     /* bytes of the stream it stands for, copied or not */
+	__u8 rec[PG_PEND_MAX];
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct pg_state);
-} pgconn SEC(".maps");
+	__type(value, struct pg_pending);
+} pgpend SEC(".maps");
 
-/* An entry lives from a connection's first held record to its Terminate or
- * its TCP close.  When the map is full, records simply go out one by one. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, 8192);
-	__type(key, __u64);                 /* the socket */
-	__type(value, struct pg_held);
-} pgheld SEC(".maps");
-
-/* All zeroes: where a new pgheld entry is copied from. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct pg_held);
-} pgzero SEC(".maps");
-
-/* The record being built: its header and data, room for the segments to be
- * put after the data when it is sent, and slack so masked offsets stay in
- * bounds; the segments are kept apart while it is built. */
+/* The record being built: a waiting frontend record put in front of it,
+ * its header and data, room for the segments to be put after the data when
+ * it is sent, and slack so masked offsets stay in bounds; the segments are
+ * kept apart while it is built. */
 struct pg_scratch {
+	__u8 front[PG_PEND_MAX];
 	struct pg_data_event ev;
 	__u8 data[PG_DATA_MAX + PG_SEGS_MAX * sizeof(struct pg_seg)];
 	__u8 slack[2 * PG_COPY_STEP];
 	__u8 raw[3 * PG_FAST_MAX];  /* a small chunk, read whole; slack after it too */
 	struct pg_seg segs[PG_SEGS_MAX];
+	__u32 front_len;    /* bytes at the end of front to send first */
+	__u32 pad;
+	__u64 front_total;  /* what they stand for, should they be lost */
 };
 
 struct {
@@ -173,6 +161,19 @@ static __always_inline struct pg_seg *cur_seg(struct pg_scratch *scr)
 	return &scr->segs[(scr->ev.nsegs - 1) & (PG_SEGS_MAX - 1)];
 }
 
+/* The event builders below are global functions: the verifier checks each
+ * once on its own, instead of once per path through the framer. */
+
+/* Where a front record of psz bytes starts, so it ends where ev begins. */
+static __always_inline __u8 *front_at(struct pg_scratch *scr, __u32 psz)
+{
+	__u32 start = bounded(PG_PEND_MAX - psz, 2 * PG_PEND_MAX - 1);
+
+	if (start > PG_PEND_MAX)
+		start = PG_PEND_MAX;
+	return scr->front + start;
+}
+
 /* Put the segments after the data; returns the size of the record. */
 static __always_inline __u32 ev_seal(struct pg_scratch *scr)
 {
@@ -186,91 +187,40 @@ static __always_inline __u32 ev_seal(struct pg_scratch *scr)
 	return sizeof(scr->ev) + len + segbytes;
 }
 
-/* Bytes out of the ring are lost, and the collector learns of them as a
- * gap before the direction's next record. */
-static __always_inline void records_lost(struct pg_state *ps, __u32 dir, __u64 total, __u64 copied)
-{
-	count(CNT_PG_EVENTS_LOST);
-	count_n(CNT_PG_LOST, copied);
-	if (ps)
-		ps->d[dir & 1].pend_lost += total;
-}
-
-/* Send the held records; ps may be NULL once the socket is gone.  Needs no
- * scratch, so it is safe in softirq too. */
-static __always_inline void pg_release(struct pg_held *h, struct pg_state *ps)
-{
-	__u32 n = bounded(h->held, 2 * PG_BATCH_MAX - 1);
-
-	if (!n)
-		return;
-	if (n > PG_BATCH_MAX)
-		n = PG_BATCH_MAX;
-	if (bpf_ringbuf_output(&events, h->batch, n, wakeup_flags())) {
-		records_lost(ps, PG_DIR_FRONTEND, h->total[PG_DIR_FRONTEND], 0);
-		records_lost(ps, PG_DIR_BACKEND, h->total[PG_DIR_BACKEND], h->copied);
-	} else {
-		count_n(CNT_PG_COPIED, h->copied);
-	}
-	h->held = 0;
-	h->total[0] = h->total[1] = 0;
-	h->copied = 0;
-}
-
-/* The held records of socket sock, created empty when create is set. */
-static __always_inline struct pg_held *held_of(__u64 sock, bool create)
-{
-	struct pg_held *h = bpf_map_lookup_elem(&pgheld, &sock);
-	__u32 zero = 0;
-	void *z;
-
-	if (h || !create)
-		return h;
-	z = bpf_map_lookup_elem(&pgzero, &zero);
-	if (!z || bpf_map_update_elem(&pgheld, &sock, z, BPF_NOEXIST))
-		return NULL;
-	return bpf_map_lookup_elem(&pgheld, &sock);
-}
-
-/* The event builders below are global functions: the verifier checks each
- * once on its own, instead of once per path through the framer. */
-
-/* Hold the record being built, or send it after the held ones when it is
- * too large to hold (or there is no room for holding at all). */
+/* Send the record being built, after the frontend record waiting in front
+ * of it if there is one. */
 __noinline int pg_flush(struct pg_scratch *scr, struct pg_state *ps)
 {
 	struct pg_data_event *ev;
-	struct pg_held *h;
-	__u32 size, at, dir;
-	__u64 total;
+	struct pg_dirstate *st;
+	__u32 size, front;
+	__u64 lost;
 
 	if (!scr || !ps)
 		return 0;
 	ev = &scr->ev;
-	dir = ev->dir & 1;
+	st = &ps->d[ev->dir & 1];
 	size = ev_seal(scr);
-	total = ev->len;
-	for (int i = 0; i < PG_SEGS_MAX; i++) {
-		if (i >= ev->nsegs)
-			break;
-		total += scr->segs[i].skipped + scr->segs[i].lost;
-	}
-	h = held_of(ev->sock, size < PG_HOLD_MAX);
-	if (h && (size >= PG_HOLD_MAX || h->held + size > PG_BATCH_MAX))
-		pg_release(h, ps);
-	if (h && size < PG_HOLD_MAX) {
-		at = bounded(h->held, PG_BATCH_MAX - 1);
-		bpf_probe_read_kernel(h->batch + at, bounded(size, PG_HOLD_MAX - 1), ev);
-		if (!h->held)
-			h->since = ev->ts_ns;
-		h->held += size;
-		h->total[dir] += total;
-		h->copied += ev->len;
-	} else if (bpf_ringbuf_output(&events, ev, size, wakeup_flags())) {
-		records_lost(ps, dir, total, ev->len);
+	front = bounded(scr->front_len, 2 * PG_PEND_MAX - 1);
+	if (front > PG_PEND_MAX)
+		front = PG_PEND_MAX;
+	if (bpf_ringbuf_output(&events, front_at(scr, front), front + size, wakeup_flags())) {
+		count(CNT_PG_EVENTS_LOST);
+		/* The collector learns of it as lost bytes before the next event. */
+		lost = ev->len;
+		for (int i = 0; i < PG_SEGS_MAX; i++) {
+			if (i >= ev->nsegs)
+				break;
+			lost += scr->segs[i].skipped + scr->segs[i].lost;
+		}
+		st->pend_lost += lost;
+		ps->d[PG_DIR_FRONTEND].pend_lost += scr->front_total;
+		count_n(CNT_PG_LOST, ev->len);
 	} else {
 		count_n(CNT_PG_COPIED, ev->len);
 	}
+	scr->front_len = 0;
+	scr->front_total = 0;
 	ev_reset(scr);
 	return 0;
 }

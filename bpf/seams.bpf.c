@@ -3,7 +3,7 @@
  * cgroup, connections already open when the capture began (found on their
  * first send or receive), and the client side of PostgreSQL connections over
  * TCP or Unix sockets.  Tracepoints only: kprobes and fentry are unavailable
- * on the hosts seams targets.
+ * on the hosts seams targets, and BTF ones need no tracefs.
  *
  * No syscall tracepoint is used.  Enabling any of them puts every thread on
  * the host on the syscall slow path, which costs more than all of seams'
@@ -129,8 +129,10 @@ static __always_inline void count_n(__u32 idx, __u64 n)
 /* Per-socket state, freed by the kernel with the socket: found without a
  * hash lookup or a lock on every send and receive. */
 struct sockinfo {
+	struct pg_state pg;
 	__u8 kind;       /* enum sock_kind */
 	__u8 pg_opened;  /* EV_PG_OPEN sent */
+	__u8 pad[6];
 };
 
 struct {
@@ -229,19 +231,6 @@ static __always_inline void emit(__u32 type, struct sock *sk, const struct owner
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
-/* A PostgreSQL connection's held records go out before its close. */
-static __always_inline void release_held(struct sock *sk, bool gone)
-{
-	__u64 key = (__u64)sk;
-	struct pg_held *h = held_of(key, false);
-
-	if (!h)
-		return;
-	pg_release(h, bpf_sk_storage_get(&pgconn, sk, 0, 0));
-	if (gone)
-		bpf_map_delete_elem(&pgheld, &key);
-}
-
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_sock_state, struct sock *sk, int oldstate, int newstate)
 {
@@ -282,9 +271,8 @@ int BPF_PROG(on_sock_state, struct sock *sk, int oldstate, int newstate)
 	}
 	if ((oldstate == TCP_ESTABLISHED && newstate == TCP_FIN_WAIT1) ||
 	    (oldstate == TCP_CLOSE_WAIT && newstate == TCP_LAST_ACK)) {
-		/* close() or shutdown() by the owner.  A connection open since
-		 * before the capture is seen now if it moved no byte since. */
-		release_held(sk, false);
+		/* close() or shutdown() by the owner, on a connection open since
+		 * before the capture: seen now if it moved no byte since. */
 		if (!bpf_map_lookup_elem(&socks, &key) && traced_task()) {
 			emit(EV_SEEN, sk, NULL, 0);
 			track(sk, bpf_ktime_get_ns(), false);
@@ -292,9 +280,6 @@ int BPF_PROG(on_sock_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	}
 	if (newstate == TCP_CLOSE) {
-		/* Often in softirq, on a connection its owner no longer uses:
-		 * a race with the owner's own sends is not worth a lock. */
-		release_held(sk, true);
 		t = bpf_map_lookup_elem(&socks, &key);
 		if (t) {
 			if (t->announced)
@@ -462,33 +447,51 @@ static __always_inline int frame_iov(struct pg_scratch *scr, struct pg_state *ps
 	return final;
 }
 
+/* Keep a small frontend record until the reply it asks for is sent with
+ * it; returns false when it has to go out now. */
+static __always_inline bool pg_defer(struct pg_scratch *scr, struct pg_pending *pend)
+{
+	__u32 size;
+	__u64 total = scr->ev.len;
+
+	if (!pend || pend->size || scr->front_len ||
+	    sizeof(scr->ev) + scr->ev.len + scr->ev.nsegs * sizeof(struct pg_seg) > PG_PEND_MAX)
+		return false;
+	size = ev_seal(scr);
+	if (size > PG_PEND_MAX)
+		return false;
+	for (int i = 0; i < PG_SEGS_MAX; i++) {
+		if (i >= scr->ev.nsegs)
+			break;
+		total += scr->segs[i].skipped + scr->segs[i].lost;
+	}
+	bpf_probe_read_kernel(pend->rec, size, &scr->ev);
+	pend->size = size;
+	pend->total = total;
+	count_n(CNT_PG_COPIED, scr->ev.len);
+	ev_reset(scr);
+	return true;
+}
+
 /* ret bytes of a PostgreSQL connection moved in direction dir. */
 static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const struct io_args *in,
 				  long ret, __u32 dir)
 {
 	__u64 iov, iovcnt, buf = first_buf(in, &iov, &iovcnt);
 	__u64 key = (__u64)sk;
-	struct pg_dirstate *st;
+	struct pg_state *ps = &si->pg;
+	struct pg_dirstate *st = &ps->d[dir & 1];
+	struct pg_pending *pend;
 	struct pg_scratch *scr;
-	struct pg_state *ps;
-	struct pg_held *h;
-	__u32 zero = 0;
+	__u32 zero = 0, psz;
 	int final = 0;
 
 	if (!si->pg_opened) {
 		__u8 b[8] = {};
 
-		/* A closed Unix socket's records wait in pgheld for the end;
-		 * one reusing its address sends them before it is announced. */
-		release_held(sk, true);
 		si->pg_opened = 1;
 		bpf_probe_read_user(b, sizeof(b), (void *)buf);
 		pg_open(sk, dir == PG_DIR_FRONTEND && ret >= 8 && looks_untyped(b));
-	}
-	ps = bpf_sk_storage_get(&pgconn, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!ps) {
-		count(CNT_PG_FULL);
-		return;
 	}
 	if (ps->encrypted) {
 		count_n(CNT_PG_SKIPPED, ret);
@@ -497,7 +500,7 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	scr = bpf_map_lookup_elem(&pgscratch, &zero);
 	if (!scr)
 		return;
-	st = &ps->d[dir & 1];
+	pend = bpf_sk_storage_get(&pgpend, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	scr->ev.type = EV_PG_DATA;
 	scr->ev.sock = key;
 	scr->ev.dir = dir;
@@ -505,6 +508,18 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	scr->segs[0].skipped = st->pend_skipped;
 	scr->segs[0].lost = st->pend_lost;
 	st->pend_skipped = st->pend_lost = 0;
+	scr->front_len = 0;
+	scr->front_total = 0;
+	if (pend && pend->size) {
+		/* The waiting frontend record goes out first, with this one. */
+		psz = bounded(pend->size, 2 * PG_PEND_MAX - 1);
+		if (psz > PG_PEND_MAX)
+			psz = PG_PEND_MAX;
+		bpf_probe_read_kernel(front_at(scr, psz), psz, pend->rec);
+		scr->front_len = psz;
+		scr->front_total = pend->total;
+		pend->size = 0;
+	}
 	if (!in->known) {
 		/* Not from a syscall whose buffer we can follow (sendfile,
 		 * sendmmsg, io_uring): the collector resynchronizes. */
@@ -515,24 +530,27 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 		final = frame_chunk(scr, ps, buf, ret, dir);
 	}
 	if (scr->ev.len) {
-		pg_flush(scr, ps);
-	} else {
-		/* Only gaps: carry them to the next record rather than send them alone. */
-		for (int i = 0; i < PG_SEGS_MAX; i++) {
-			if (i >= scr->ev.nsegs)
-				break;
-			st->pend_skipped += scr->segs[i].skipped;
-			st->pend_lost += scr->segs[i].lost;
-		}
-	}
-	if (final) {
-		/* Nothing follows a Terminate: the entry goes too. */
-		release_held(sk, true);
+		if (dir != PG_DIR_FRONTEND || final || !pg_defer(scr, pend))
+			pg_flush(scr, ps);
 		return;
 	}
-	h = held_of(key, false);
-	if (h && h->held && bpf_ktime_get_ns() - h->since > PG_HOLD_NS)
-		pg_release(h, ps);
+	/* Only gaps: carry them to the next event rather than send them alone. */
+	for (int i = 0; i < PG_SEGS_MAX; i++) {
+		if (i >= scr->ev.nsegs)
+			break;
+		st->pend_skipped += scr->segs[i].skipped;
+		st->pend_lost += scr->segs[i].lost;
+	}
+	if (scr->front_len && pend) {
+		/* Nothing was sent: the frontend record waits on. */
+		psz = bounded(scr->front_len, 2 * PG_PEND_MAX - 1);
+		if (psz > PG_PEND_MAX)
+			psz = PG_PEND_MAX;
+		bpf_probe_read_kernel(pend->rec, psz, front_at(scr, psz));
+		pend->size = psz;
+		pend->total = scr->front_total;
+		scr->front_len = 0;
+	}
 }
 
 static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)

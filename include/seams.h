@@ -107,21 +107,6 @@ struct pg_seg {
 	__u32 pad;
 };
 
-/* A PostgreSQL connection's records held in the kernel to go out together
- * (pg_data_event records back to back).  The collector reads what is left
- * at the end of a capture from the pgheld map. */
-#define PG_BATCH_MAX 4096
-#define PG_HOLD_MAX  1024  /* a record this large or larger is never held */
-
-struct pg_held {
-	__u32 held;      /* bytes of records in batch */
-	__u32 pad;
-	__u64 since;     /* when the oldest of them was built */
-	__u64 total[2];  /* bytes of each direction's stream they stand for */
-	__u64 copied;    /* bytes of data in them */
-	__u8 batch[PG_BATCH_MAX + PG_HOLD_MAX]; /* slack keeps masked copies in bounds */
-};
-
 /* EV_PG_DATA: this header, then len bytes of data, then nsegs struct pg_seg
  * (not aligned: copy them out).  Only what is used is sent, since the cost
  * of a record grows with its size. */

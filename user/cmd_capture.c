@@ -144,14 +144,6 @@ static void status_line(struct capture *cap, const uint64_t *cnt)
 		(unsigned long long)cnt[CNT_PG_LOST]);
 }
 
-static void held_records(void *ctx, const void *recs, size_t size)
-{
-	struct capture *cap = ctx;
-
-	cap->events++;
-	pgtrack_record(&cap->pg, recs, size);
-}
-
 static void fill_capture(struct graph *g, uint64_t start, uint64_t end, struct capture *cap,
 			 const uint64_t *cnt)
 {
@@ -369,10 +361,6 @@ int cmd_capture(int argc, char **argv)
 	 * produced after the last read, and the counters are final. */
 	loader_detach(l);
 	ring_buffer__consume(rb);
-	/* What connections still hold is newer than anything in the ring. */
-	if (loader_held(l, held_records, &cap))
-		die_msg("some PostgreSQL records held by open connections could not be read; "
-			"their last statements are missing");
 	loader_counters(l, cnt);
 	end = now_ns(CLOCK_REALTIME);
 	if (tty)

@@ -155,30 +155,6 @@ void loader_detach(struct loader *l)
 	seams_bpf__detach(l->skel);
 }
 
-int loader_held(struct loader *l, void (*fn)(void *ctx, const void *recs, size_t size), void *ctx)
-{
-	int fd = bpf_map__fd(l->skel->maps.pgheld);
-	struct pg_held *h = malloc(sizeof(*h));
-	__u64 key, next;
-	void *prev = NULL;
-	int ret = 0;
-
-	if (!h)
-		return -1;
-	while (!bpf_map_get_next_key(fd, prev, &next)) {
-		key = next;
-		prev = &key;
-		if (bpf_map_lookup_elem(fd, &key, h)) {
-			ret = -1;
-			continue;
-		}
-		if (h->held && h->held <= PG_BATCH_MAX)
-			fn(ctx, h->batch, h->held);
-	}
-	free(h);
-	return ret;
-}
-
 void loader_stop(struct loader *l)
 {
 	if (!l)

@@ -31,10 +31,6 @@ int loader_events_fd(struct loader *l);
 void loader_counters(struct loader *l, uint64_t out[CNT_MAX]);
 /* Detach the programs; maps, counters and the ring stay readable. */
 void loader_detach(struct loader *l);
-/* After loader_detach(): fn for the PostgreSQL records each connection
- * still holds (pg_data_event records back to back).  0, or -1 when some
- * could not be read. */
-int loader_held(struct loader *l, void (*fn)(void *ctx, const void *recs, size_t size), void *ctx);
 /* Detach and unload; NULL is fine. */
 void loader_stop(struct loader *l);
 

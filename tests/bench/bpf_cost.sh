@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# tests/bench/bpf_cost.sh: nanoseconds each seams BPF program spends per run
+# while pgbench (TPC-B, 4 clients over TCP) runs, from the kernel's own
+# accounting (kernel.bpf_stats_enabled, restored at the end).  pgbench's TPS
+# moves by a few percent between windows on these machines; this counts the
+# programs' own time exactly, so two builds can be told apart by tens of
+# nanoseconds.  Builds (default build/seams) run in turn, ROUNDS times:
+#   ROUNDS=3 tests/bench/bpf_cost.sh [SEAMS_BINARY...]
+# Runs of on_recv include the calls that return at once (EAGAIN reads).
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+require_root; require_cmd jq bpftool
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-8}
+builds=("$@")
+[ ${#builds[@]} -gt 0 ] || builds=("$SEAMS")
+
+old_stats=$(sysctl -n kernel.bpf_stats_enabled)
+restore_stats() { sysctl -qw kernel.bpf_stats_enabled="$old_stats"; }
+trap 'restore_stats; cleanup' EXIT
+
+cg_new db
+cg_new bench
+pg_start --cgroup db
+runuser -u postgres -- "$PG_BIN/pgbench" -i -q -s 4 -h 127.0.0.1 -p "$PGPORT" postgres >/dev/null 2>&1 ||
+	fail "pgbench -i failed"
+cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 -T 86400 -h 127.0.0.1 \
+	-p "$PGPORT" postgres > "$TEST_TMP/pgbench.out" 2>&1
+sleep 3
+sysctl -qw kernel.bpf_stats_enabled=1
+
+# One line per run: build, then program, runs and ns per run for each.
+for r in $(seq "$ROUNDS"); do
+	for i in "${!builds[@]}"; do
+		SEAMS=${builds[$i]} seams_capture_bg "$TEST_TMP/graph.json"
+		sleep "$SECS"
+		bpftool prog show --json | jq -r --arg b "$i" '
+			[.[] | select(.name == "on_send" or .name == "on_recv" or .name == "on_sock_state")
+			     | "\(.name) \(.run_cnt // 0) \((.run_time_ns // 0) / ((.run_cnt // 0) + 1e-9) | floor)"]
+			| "\($b) " + join(" ")' >> "$TEST_TMP/runs"
+		seams_capture_stop || fail "capture failed"
+	done
+done
+kill -INT $(cg_procs "$(cg_path bench)") 2>/dev/null || true
+
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%.0f ns", v[int((NR + 1) / 2)]; else printf "-" }'; }
+printf '%-40s %14s %14s %14s\n' build on_send on_recv on_sock_state
+for i in "${!builds[@]}"; do
+	printf '%-40s' "${builds[$i]}"
+	for p in on_send on_recv on_sock_state; do
+		printf ' %14s' "$(awk -v b="$i" -v p="$p" '$1 == b { for (f = 2; f < NF; f += 3) if ($f == p) print $(f + 2) }' \
+			"$TEST_TMP/runs" | median)"
+	done
+	echo
+done
+echo "(median over $ROUNDS rounds of ${SECS} s; every round:)"
+cat "$TEST_TMP/runs"
