@@ -5,8 +5,10 @@
 # seconds around it, so the drift of a noisy 2-core machine and of a
 # database under TPC-B cancels out, which separate runs minutes apart do
 # not.  The seconds in which a capture starts or stops are left out.
-#   WINDOWS=8 SECS=8 CLIENTS=4 tests/bench/pgbench_overhead.sh
+#   WINDOWS=8 SECS=8 CLIENTS=4 SCALE=4 tests/bench/pgbench_overhead.sh
 # WINDOWS pairs of windows without and with a capture, each SECS long.
+# SCALE is pgbench's: at 4, the 4 clients contend for 4 branch rows, so any
+# latency added while a client holds a row lock costs all of them.
 # SEAMS_ARGS adds capture options, e.g. "--cgroup /empty" for a control run
 # in which every hook fires but nothing is traced.
 set -euo pipefail
@@ -18,12 +20,13 @@ require_cmd jq
 WINDOWS=${WINDOWS:-8}
 SECS=${SECS:-8}
 CLIENTS=${CLIENTS:-4}
+SCALE=${SCALE:-4}
 read -r -a EXTRA <<< "${SEAMS_ARGS:-}"
 
 cg_new db
 cg_new bench
 pg_start --cgroup db
-runuser -u postgres -- "$PG_BIN/pgbench" -i -q -s 4 -h 127.0.0.1 -p "$PGPORT" postgres >/dev/null 2>&1 ||
+runuser -u postgres -- "$PG_BIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PGPORT" postgres >/dev/null 2>&1 ||
 	fail "pgbench -i failed"
 
 now() { date +%s.%N; }
