@@ -13,7 +13,7 @@
 /* The ring buffer; the collector is woken once a quarter of it is full and
  * otherwise drains it on a timer, since a wakeup per event costs more than
  * the event.  Small enough to stay in the CPU's cache as it wraps: writing
- * a PostgreSQL reply's record cost 20-50 ns more with 8 MB than with 2 MB
+ * a PostgreSQL reply's record cost 20-60 ns more with 8 MB than with 2 MB
  * or 1 MB (tests/bench/bpf_cost.sh, paired rounds). */
 #define SEAMS_RING_SIZE    (2 << 20)
 

@@ -256,6 +256,17 @@ pg_psql() {
 		-h "$PGHOST_SOCK" -p "$PGPORT" -d "$PG_DB" "$@"
 }
 
+# pgbench_init SCALE: PostgreSQL in cgroup `db` with pgbench's tables at
+# SCALE, and cgroup `bench` for the load.
+pgbench_init() {
+	cg_new db
+	cg_new bench
+	pg_start --cgroup db
+	runuser -u postgres -- "$PG_BIN/pgbench" -i -q -s "$1" -h 127.0.0.1 -p "$PGPORT" postgres \
+		> "$TEST_TMP/pgbench-init.log" 2>&1 ||
+		{ cat "$TEST_TMP/pgbench-init.log" >&2; fail "pgbench -i failed"; }
+}
+
 pg_stop() {
 	[ "$PG_RUNNING" = 1 ] || return 0
 	PG_RUNNING=0

@@ -19,11 +19,7 @@ old_stats=$(sysctl -n kernel.bpf_stats_enabled)
 restore_stats() { sysctl -qw kernel.bpf_stats_enabled="$old_stats"; }
 trap 'restore_stats; cleanup' EXIT
 
-cg_new db
-cg_new bench
-pg_start --cgroup db
-runuser -u postgres -- "$PG_BIN/pgbench" -i -q -s 4 -h 127.0.0.1 -p "$PGPORT" postgres >/dev/null 2>&1 ||
-	fail "pgbench -i failed"
+pgbench_init 4
 cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 -T 86400 -h 127.0.0.1 \
 	-p "$PGPORT" postgres > "$TEST_TMP/pgbench.out" 2>&1
 sleep 3

@@ -23,11 +23,7 @@ CLIENTS=${CLIENTS:-4}
 SCALE=${SCALE:-4}
 read -r -a EXTRA <<< "${SEAMS_ARGS:-}"
 
-cg_new db
-cg_new bench
-pg_start --cgroup db
-runuser -u postgres -- "$PG_BIN/pgbench" -i -q -s "$SCALE" -h 127.0.0.1 -p "$PGPORT" postgres >/dev/null 2>&1 ||
-	fail "pgbench -i failed"
+pgbench_init "$SCALE"
 
 now() { date +%s.%N; }
 progress=$TEST_TMP/progress
