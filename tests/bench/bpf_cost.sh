@@ -7,6 +7,9 @@
 # nanoseconds.  Builds (default build/seams) run in turn, ROUNDS times:
 #   ROUNDS=3 tests/bench/bpf_cost.sh [SEAMS_BINARY...]
 # Runs of on_recv include the calls that return at once (EAGAIN reads).
+# It also gives seams' share of the machine's CPU time while attached: all
+# its programs' time, and the collector's user and system time.  On a
+# machine pgbench keeps busy, that share is what TPS loses to seams.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_root; require_cmd jq bpftool
@@ -25,29 +28,52 @@ cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 -T 86400 -h 127
 sleep 3
 sysctl -qw kernel.bpf_stats_enabled=1
 
-# One line per run: build, then program, runs and ns per run for each.
+now() { date +%s.%N; }
+# The collector's user plus system time, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SEAMS_PID/stat"; }
+ncpu=$(nproc)
+progs='map(select(.name == "on_send" or .name == "on_recv" or .name == "on_sock_state"))'
+tick=$(getconf CLK_TCK)
+
+# One line per run: build, then program, runs and ns per run for each, then
+# the programs' and the collector's share of the machine in percent.
 for r in $(seq "$ROUNDS"); do
 	for i in "${!builds[@]}"; do
 		SEAMS=${builds[$i]} seams_capture_bg "$TEST_TMP/graph.json"
+		# The programs count from their load; the verifier's time is the
+		# collector's before it attaches.
+		bpf0=$(bpftool prog show --json | jq "$progs | map(.run_time_ns // 0) | add")
+		t0=$(now); c0=$(cpu_ticks)
 		sleep "$SECS"
-		bpftool prog show --json | jq -r --arg b "$i" '
-			[.[] | select(.name == "on_send" or .name == "on_recv" or .name == "on_sock_state")
-			     | "\(.name) \(.run_cnt // 0) \((.run_time_ns // 0) / ((.run_cnt // 0) + 1e-9) | floor)"]
-			| "\($b) " + join(" ")' >> "$TEST_TMP/runs"
+		c1=$(cpu_ticks); t1=$(now)
+		bpftool prog show --json | jq -r --arg b "$i" --argjson bpf0 "$bpf0" \
+			--argjson wall "$(awk -v a="$t0" -v b="$t1" -v n="$ncpu" 'BEGIN { printf "%.6f", (b - a) * n }')" \
+			--argjson coll "$(awk -v a="$c0" -v b="$c1" -v t="$tick" 'BEGIN { printf "%.6f", (b - a) / t }')" "
+			$progs as \$p"'
+			| [$p[] | "\(.name) \(.run_cnt // 0) \((.run_time_ns // 0) / ((.run_cnt // 0) + 1e-9) | floor)"]
+			| "\($b) " + join(" ")
+			  + " bpf% \(((($p | map(.run_time_ns // 0) | add) - $bpf0) / 1e9 / $wall * 100 * 100 | floor) / 100)"
+			  + " collector% \(($coll / $wall * 100 * 100 | floor) / 100)"' >> "$TEST_TMP/runs"
 		seams_capture_stop || fail "capture failed"
 	done
 done
 kill -INT $(cg_procs "$(cg_path bench)") 2>/dev/null || true
 
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%.0f ns", v[int((NR + 1) / 2)]; else printf "-" }'; }
-printf '%-40s %14s %14s %14s\n' build on_send on_recv on_sock_state
+# median FORMAT: the median of the numbers on stdin, printed with FORMAT.
+median() { sort -n | awk -v f="$1" '{ v[NR] = $1 } END { if (NR) printf f, v[int((NR + 1) / 2)]; else printf "-" }'; }
+printf '%-40s %14s %14s %14s %10s %10s\n' build on_send on_recv on_sock_state "bpf cpu" collector
 for i in "${!builds[@]}"; do
 	printf '%-40s' "${builds[$i]}"
 	for p in on_send on_recv on_sock_state; do
 		printf ' %14s' "$(awk -v b="$i" -v p="$p" '$1 == b { for (f = 2; f < NF; f += 3) if ($f == p) print $(f + 2) }' \
-			"$TEST_TMP/runs" | median)"
+			"$TEST_TMP/runs" | median "%.0f ns")"
+	done
+	for p in bpf% collector%; do
+		printf ' %10s' "$(awk -v b="$i" -v p="$p" '$1 == b { for (f = 2; f < NF; f++) if ($f == p) print $(f + 1) }' \
+			"$TEST_TMP/runs" | median "%.2f%%")"
 	done
 	echo
 done
+echo "(bpf cpu and collector: share of all $ncpu CPUs' time while attached)"
 echo "(median over $ROUNDS rounds of ${SECS} s; every round:)"
 cat "$TEST_TMP/runs"
