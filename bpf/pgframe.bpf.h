@@ -79,6 +79,16 @@ struct {
 	__type(value, struct pg_scratch);
 } pgscratch SEC(".maps");
 
+/* One ring per CPU for PostgreSQL records (include/seams.h); the loader
+ * sizes it to the CPUs and the collector mmaps it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pg_ring);
+} pgrings SEC(".maps");
+
 /* Mask a length the compiler already knows is small, in a way it cannot
  * optimize out, so the verifier sees the bound too. */
 static __always_inline __u32 bounded(__u32 v, __u32 mask)
@@ -187,6 +197,49 @@ static __always_inline __u32 ev_seal(struct pg_scratch *scr)
 	return sizeof(scr->ev) + len + segbytes;
 }
 
+/* Put len bytes at src in this CPU's ring; non-zero when it is full. */
+static __always_inline int pg_emit(const void *src, __u32 len)
+{
+	__u32 cpu = bpf_get_smp_processor_id(), n;
+	struct pg_ring *r = bpf_map_lookup_elem(&pgrings, &cpu);
+	__u64 head, off;
+	bool wake = false;
+	int err = -1;
+
+	len = bounded(len, PG_REC_MAX - 1);
+	if (!r || len > PG_REC_MAX - 8)
+		return -1;
+	/* Only a program preempted halfway (a preemptible kernel) can find
+	 * it busy; its record must not be overwritten. */
+	if (__sync_lock_test_and_set(&r->busy, 1))
+		return -1;
+	n = (len + 8 + 7) & ~7u;
+	head = r->head;
+	/* The collector's tail is on another CPU's cache line: read only
+	 * when the last value read says the ring is half full. */
+	if (head + n - r->tail_seen > PG_RING_SIZE / 2) {
+		r->tail_seen = *(volatile __u64 *)&r->tail;
+		wake = head + n - r->tail_seen > PG_RING_SIZE / 2;
+	}
+	if (head + n - r->tail_seen <= PG_RING_SIZE) {
+		off = head & (PG_RING_SIZE - 1);
+		*(__u32 *)&r->data[off] = len;
+		bpf_probe_read_kernel(&r->data[off + 8], len, src);
+		/* Stores are seen in order on x86: the record, then head. */
+		asm volatile("" ::: "memory");
+		*(volatile __u64 *)&r->head = head + n;
+		err = 0;
+	}
+	r->busy = 0;
+	if (wake) {
+		/* The collector drains on a timer; this one is filling fast. */
+		struct event_hdr h = { .ts_ns = 0, .type = EV_WAKE };
+
+		bpf_ringbuf_output(&events, &h, sizeof(h), BPF_RB_FORCE_WAKEUP);
+	}
+	return err;
+}
+
 /* Send the record being built, after the frontend record waiting in front
  * of it if there is one. */
 __noinline int pg_flush(struct pg_scratch *scr, struct pg_state *ps)
@@ -204,7 +257,7 @@ __noinline int pg_flush(struct pg_scratch *scr, struct pg_state *ps)
 	front = bounded(scr->front_len, 2 * PG_PEND_MAX - 1);
 	if (front > PG_PEND_MAX)
 		front = PG_PEND_MAX;
-	if (bpf_ringbuf_output(&events, front_at(scr, front), front + size, wakeup_flags())) {
+	if (pg_emit(front_at(scr, front), front + size)) {
 		count(CNT_PG_EVENTS_LOST);
 		/* The collector learns of it as lost bytes before the next event. */
 		lost = ev->len;

@@ -12,11 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <bpf/libbpf.h>
 
 #include "cgname.h"
 #include "cmd.h"
 #include "conntrack.h"
+#include "events.h"
 #include "graph.h"
 #include "loader.h"
 #include "pgtrack.h"
@@ -58,28 +58,28 @@ static struct service *owner_service(struct capture *cap, uint64_t cgroup_id, co
 	return conntrack_service(&cap->ct, name, path ? path : "/", comm);
 }
 
-static int on_event(void *ctx, void *data, size_t size)
+static void on_event(void *ctx, const void *data, size_t size)
 {
 	struct capture *cap = ctx;
 	const struct conn_event *e = data;
 	const struct event_hdr *h = data;
 
 	if (size < sizeof(*h))
-		return 0;
+		return;
 	cap->events++;
 	if (h->type == EV_PG_DATA) {
 		pgtrack_record(&cap->pg, data, size);
-		return 0;
+		return;
 	}
 	if (h->type == EV_PG_OPEN) {
 		const struct pg_open_event *o = data;
 
 		if (size >= sizeof(*o))
 			pgtrack_open(&cap->pg, o, owner_service(cap, o->cgroup_id, o->comm));
-		return 0;
+		return;
 	}
 	if (size < sizeof(*e))
-		return 0;
+		return;
 	if (cap->trace) {
 		char l[64], r[64];
 
@@ -91,7 +91,7 @@ static int on_event(void *ctx, void *data, size_t size)
 	if (e->type == EV_CLOSE)
 		pgtrack_close(&cap->pg, e->sock);
 	conntrack_event(&cap->ct, e, e->type == EV_CLOSE ? NULL : owner_service(cap, e->cgroup_id, e->comm));
-	return 0;
+	return;
 }
 
 static void usage(FILE *f)
@@ -223,7 +223,9 @@ int cmd_capture(int argc, char **argv)
 	size_t ncgroup_args = 0;
 	double duration = 0;
 	struct loader *l = NULL;
-	struct ring_buffer *rb = NULL;
+	struct events *ev = NULL;
+	struct pg_ring *rings;
+	int ncpu;
 	struct graph *g = NULL;
 	uint64_t start_mono, start, end, last_status = 0;
 	int64_t mono_to_real;
@@ -327,8 +329,9 @@ int cmd_capture(int argc, char **argv)
 	 * stalls every client waiting on that lock. */
 	if (sched_setscheduler(0, SCHED_BATCH, &(struct sched_param){ 0 }))
 		fprintf(stderr, "seams: cannot run as SCHED_BATCH (%s); going on\n", strerror(errno));
-	rb = ring_buffer__new(loader_events_fd(l), on_event, &cap, NULL);
-	if (!rb) {
+	rings = loader_pg_rings(l, &ncpu);
+	ev = events_new(loader_events_fd(l), rings, ncpu, on_event, &cap);
+	if (!ev) {
 		die_msg("cannot open the event ring buffer: %s", strerror(errno));
 		goto out;
 	}
@@ -344,10 +347,8 @@ int cmd_capture(int argc, char **argv)
 		if (duration > 0 && now - start_mono >= (uint64_t)(duration * 1e9))
 			break;
 		/* Events are mostly submitted without a wakeup: drain on the timer. */
-		err_poll = ring_buffer__poll(rb, 100);
-		if (err_poll >= 0)
-			err_poll = ring_buffer__consume(rb);
-		if (err_poll < 0 && err_poll != -EINTR) {
+		err_poll = events_poll(ev, 100, false);
+		if (err_poll < 0) {
 			die_msg("reading events failed: %s", strerror(-err_poll));
 			break;
 		}
@@ -360,13 +361,15 @@ int cmd_capture(int argc, char **argv)
 	/* Detach first, then drain what is still in the ring: nothing is
 	 * produced after the last read, and the counters are final. */
 	loader_detach(l);
-	ring_buffer__consume(rb);
+	events_poll(ev, 0, true);
 	loader_counters(l, cnt);
+	/* A malformed record in a CPU's ring is a PostgreSQL event lost too. */
+	cnt[CNT_PG_EVENTS_LOST] += events_corrupt(ev);
 	end = now_ns(CLOCK_REALTIME);
 	if (tty)
 		fprintf(stderr, "\r\033[K");
-	ring_buffer__free(rb);
-	rb = NULL;
+	events_free(ev);
+	ev = NULL;
 	loader_stop(l);
 	l = NULL;
 
@@ -388,7 +391,7 @@ int cmd_capture(int argc, char **argv)
 		die_msg("%llu PostgreSQL bytes could not be followed; statements in them are missing",
 			(unsigned long long)cnt[CNT_PG_LOST]);
 out:
-	ring_buffer__free(rb);
+	events_free(ev);
 	loader_stop(l);
 	graph_free(g);
 	pgtrack_free(&cap.pg);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -19,6 +20,9 @@
 
 struct loader {
 	struct seams_bpf *skel;
+	struct pg_ring *rings;  /* mmapped, one per possible CPU */
+	size_t rings_len;
+	int ncpu;
 };
 
 static bool verbose;
@@ -99,6 +103,11 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 	l->skel->rodata->filter_cgroups = o->ncgroups > 0;
 	for (size_t i = 0; i < o->npg_ports && i + 1 < SEAMS_MAX_PG_PORTS; i++)
 		l->skel->rodata->pg_ports[i + 1] = o->pg_ports[i];
+	l->ncpu = libbpf_num_possible_cpus();
+	if (l->ncpu <= 0 || bpf_map__set_max_entries(l->skel->maps.pgrings, l->ncpu)) {
+		snprintf(err, len, "cannot count this host's CPUs");
+		goto fail;
+	}
 	ret = seams_bpf__load(l->skel);
 	if (ret) {
 		snprintf(err, len, "the kernel refused seams' BPF programs (%s); run with -v for the "
@@ -113,6 +122,14 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 			snprintf(err, len, "too many --cgroup options (at most %d)", SEAMS_MAX_CGROUPS);
 			goto fail;
 		}
+	}
+	l->rings_len = (sizeof(struct pg_ring) * l->ncpu + getpagesize() - 1) & ~(size_t)(getpagesize() - 1);
+	l->rings = mmap(NULL, l->rings_len, PROT_READ | PROT_WRITE, MAP_SHARED,
+			bpf_map__fd(l->skel->maps.pgrings), 0);
+	if (l->rings == MAP_FAILED) {
+		l->rings = NULL;
+		snprintf(err, len, "cannot map the PostgreSQL rings: %s", strerror(errno));
+		goto fail;
 	}
 	ret = seams_bpf__attach(l->skel);
 	if (ret) {
@@ -130,6 +147,12 @@ fail:
 int loader_events_fd(struct loader *l)
 {
 	return bpf_map__fd(l->skel->maps.events);
+}
+
+struct pg_ring *loader_pg_rings(struct loader *l, int *ncpu)
+{
+	*ncpu = l->ncpu;
+	return l->rings;
 }
 
 void loader_counters(struct loader *l, uint64_t out[CNT_MAX])
@@ -159,6 +182,8 @@ void loader_stop(struct loader *l)
 {
 	if (!l)
 		return;
+	if (l->rings)
+		munmap(l->rings, l->rings_len);
 	seams_bpf__destroy(l->skel);
 	free(l);
 }

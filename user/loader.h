@@ -27,6 +27,8 @@ int loader_check_host(char *err, size_t len);
 struct loader *loader_start(const struct loader_opts *o, char *err, size_t len);
 /* The ring buffer's fd, for ring_buffer__new(). */
 int loader_events_fd(struct loader *l);
+/* The per-CPU PostgreSQL rings, mmapped; *ncpu of them. */
+struct pg_ring *loader_pg_rings(struct loader *l, int *ncpu);
 /* Counters summed over CPUs. */
 void loader_counters(struct loader *l, uint64_t out[CNT_MAX]);
 /* Detach the programs; maps, counters and the ring stay readable. */
