@@ -98,10 +98,30 @@ static const uint8_t *ring_rec(const struct pg_ring *r, uint64_t pos, uint32_t *
 	return p + 8;
 }
 
+/* The timestamp of CPU c's next record before head, or UINT64_MAX when
+ * there is none; a malformed record drops the rest of that ring. */
+static uint64_t peek(struct events *ev, int c, uint64_t head)
+{
+	uint32_t len;
+	const uint8_t *p;
+	uint64_t ts;
+
+	if (ev->pos[c] >= head)
+		return UINT64_MAX;
+	p = ring_rec(&ev->rings[c], ev->pos[c], &len);
+	if (len < sizeof(struct pg_data_event) || len > PG_REC_MAX - 8 || head - ev->pos[c] < len + 8) {
+		ev->corrupt++;
+		ev->pos[c] = head;
+		return UINT64_MAX;
+	}
+	memcpy(&ts, p, sizeof(ts));
+	return ts;
+}
+
 int events_poll(struct events *ev, int timeout_ms, bool final)
 {
 	struct timespec now;
-	uint64_t cutoff, heads[ev->ncpu];
+	uint64_t cutoff, heads[ev->ncpu], next[ev->ncpu];
 	int err;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
@@ -111,41 +131,27 @@ int events_poll(struct events *ev, int timeout_ms, bool final)
 		err = ring_buffer__consume(ev->rb);
 	if (err < 0 && err != -EINTR)
 		return err;
-	for (int c = 0; c < ev->ncpu; c++)
+	for (int c = 0; c < ev->ncpu; c++) {
 		heads[c] = __atomic_load_n(&ev->rings[c].head, __ATOMIC_ACQUIRE);
+		next[c] = peek(ev, c, heads[c]);
+	}
 
 	/* Hand over the oldest head of all sources until all are too young. */
 	for (;;) {
+		int best = -2;   /* -1: the queue; else a CPU; -2: nothing left */
 		uint64_t best_ts = UINT64_MAX;
-		int best = -1;   /* -1: the queue; else a CPU */
-		bool any = false;
 
 		if (ev->first < ev->nq) {
 			best_ts = ev->q[ev->first].ts;
-			any = true;
+			best = -1;
 		}
 		for (int c = 0; c < ev->ncpu; c++) {
-			uint32_t len;
-			const uint8_t *p;
-			uint64_t ts;
-
-			if (ev->pos[c] >= heads[c])
-				continue;
-			p = ring_rec(&ev->rings[c], ev->pos[c], &len);
-			if (len < sizeof(struct pg_data_event) || len > PG_REC_MAX - 8 ||
-			    heads[c] - ev->pos[c] < len + 8) {
-				ev->corrupt++;
-				ev->pos[c] = heads[c];
-				continue;
-			}
-			memcpy(&ts, p, sizeof(ts));
-			if (!any || ts < best_ts) {
-				best_ts = ts;
+			if (next[c] != UINT64_MAX && (best == -2 || next[c] < best_ts)) {
+				best_ts = next[c];
 				best = c;
-				any = true;
 			}
 		}
-		if (!any || best_ts > cutoff)
+		if (best == -2 || best_ts > cutoff)
 			break;
 		if (best < 0) {
 			struct queued *e = &ev->q[ev->first++];
@@ -157,6 +163,7 @@ int events_poll(struct events *ev, int timeout_ms, bool final)
 
 			ev->fn(ev->ctx, p, len);
 			ev->pos[best] += (len + 8 + 7) & ~7ULL;
+			next[best] = peek(ev, best, heads[best]);
 		}
 	}
 	for (int c = 0; c < ev->ncpu; c++)
