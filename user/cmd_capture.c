@@ -12,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-
 #include "cgname.h"
 #include "cmd.h"
 #include "conntrack.h"
@@ -91,7 +90,6 @@ static void on_event(void *ctx, const void *data, size_t size)
 	if (e->type == EV_CLOSE)
 		pgtrack_close(&cap->pg, e->sock);
 	conntrack_event(&cap->ct, e, e->type == EV_CLOSE ? NULL : owner_service(cap, e->cgroup_id, e->comm));
-	return;
 }
 
 static void usage(FILE *f)
