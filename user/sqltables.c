@@ -567,6 +567,8 @@ static void entry_free(struct entry *e)
 /* ---- cache: chained hash + LRU list ------------------------------------ */
 
 struct sql_cache {
+	char *kbuf;              /* the key being looked up */
+	size_t kcap;
 	struct entry **buckets;
 	size_t nbuckets;         /* power of two */
 	size_t n, max;
@@ -621,6 +623,7 @@ void sql_cache_free(struct sql_cache *c)
 		entry_free(e);
 	}
 	free(c->buckets);
+	free(c->kbuf);
 	free(c);
 }
 
@@ -669,17 +672,23 @@ static int ident_char(char ch)
  * (most of them, with clients that inline values) share one entry, parse
  * once, and no literal is kept in memory.  Anything this lexer does not
  * understand is kept verbatim, which only costs a cache miss. */
-static char *shape_key(const char *sql, size_t *keylen)
+static size_t shape_key(const char *sql, size_t n, char *k)
 {
-	size_t n = strlen(sql), o = 0;
-	char *k = malloc(n + 1);
 	const char *p = sql, *end = sql + n;
+	size_t o = 0;
 
-	if (!k)
-		return NULL;
 	while (p < end) {
-		int prev_ident = p > sql && ident_char(p[-1]);
+		int prev_ident;
 
+		if (isalpha((unsigned char)*p) || *p == '_' || (unsigned char)*p >= 0x80) {
+			/* Most of a statement is words: one tight loop per word,
+			 * whose digits are part of it, not literals. */
+			do
+				k[o++] = *p++;
+			while (p < end && ident_char(*p));
+			continue;
+		}
+		prev_ident = p > sql && ident_char(p[-1]);
 		if (isspace((unsigned char)*p) || (p[0] == '-' && p[1] == '-')) {
 			if (*p == '-')
 				while (p < end && *p != '\n')
@@ -768,24 +777,30 @@ static char *shape_key(const char *sql, size_t *keylen)
 	while (o && (k[o - 1] == ' ' || k[o - 1] == ';'))
 		o--;
 	k[o] = '\0';
-	*keylen = o;
-	return k;
+	return o;
 }
 
 const struct sql_info *sql_cache_lookup(struct sql_cache *c, const char *sql)
 {
-	size_t len;
-	char *key = shape_key(sql, &len);
+	size_t len = strlen(sql);
 	uint64_t h;
 	struct entry **b, *e;
 
-	if (!key)
-		return &c->fallback.info;
-	h = hash_text(key, len);
+	/* The key never grows longer than the text; it is copied only into a
+	 * new entry, so a hit allocates nothing. */
+	if (len + 1 > c->kcap) {
+		char *k = realloc(c->kbuf, len + 1);
+
+		if (!k)
+			return &c->fallback.info;
+		c->kbuf = k;
+		c->kcap = len + 1;
+	}
+	len = shape_key(sql, len, c->kbuf);
+	h = hash_text(c->kbuf, len);
 	b = &c->buckets[h & (c->nbuckets - 1)];
 	for (e = *b; e; e = e->next) {
-		if (e->hash == h && e->keylen == len && !memcmp(e->key, key, len)) {
-			free(key);
+		if (e->hash == h && e->keylen == len && !memcmp(e->key, c->kbuf, len)) {
 			if (c->newest != e) {
 				lru_unlink(c, e);
 				lru_push(c, e);
@@ -794,11 +809,12 @@ const struct sql_info *sql_cache_lookup(struct sql_cache *c, const char *sql)
 		}
 	}
 	e = calloc(1, sizeof(*e));
-	if (!e) {
-		free(key);
+	if (e)
+		e->key = strndup(c->kbuf, len);
+	if (!e || !e->key) {
+		free(e);
 		return &c->fallback.info;
 	}
-	e->key = key;
 	e->keylen = len;
 	e->hash = h;
 	analyze(e, sql);

@@ -179,6 +179,11 @@ static void test_cache_shape(void **state)
 	assert_ptr_equal(sql_cache_lookup(c, "UPDATE t SET v = E'a\\'b' WHERE id = 12.5e3 -- other"), a);
 	assert_ptr_equal(sql_cache_lookup(c, "UPDATE t SET v = $q$it's$q$ WHERE id = 7"), a);
 	assert_ptr_not_equal(sql_cache_lookup(c, "UPDATE t SET v = 'x' WHERE id2 = 5"), a);
+	/* digits in a word are the word's, not a literal */
+	assert_ptr_not_equal(sql_cache_lookup(c, "UPDATE t SET v = 'x' WHERE id3 = 5"),
+			     sql_cache_lookup(c, "UPDATE t SET v = 'x' WHERE id2 = 6"));
+	assert_ptr_equal(sql_cache_lookup(c, "UPDATE t SET v=E'q'WHERE id=5"),
+			 sql_cache_lookup(c, "UPDATE t SET v=e'r'WHERE id=6"));
 	assert_ptr_not_equal(sql_cache_lookup(c, "UPDATE \"t 5\" SET v = 'x' WHERE id = 5"), a);
 	assert_ptr_not_equal(sql_cache_lookup(c, "UPDATE t SET v = $1 WHERE id = $2"), a);
 	assert_string_equal(a->tables[0].name, "public.t");
