@@ -10,6 +10,11 @@
 # It also gives seams' share of the machine's CPU time while attached: all
 # its programs' time, and the collector's user and system time.  On a
 # machine pgbench keeps busy, that share is what TPS loses to seams.
+# With IDLE=1 each build also runs with --cgroup naming an empty cgroup:
+# every hook still fires on every socket call of the host, finds nothing to
+# trace and returns, which is the least any capture on these hooks costs.
+# Add the hooks' own floor (syscall_cost.sh, per call) times the calls per
+# second shown here for the whole budget.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_root; require_cmd jq bpftool
@@ -17,6 +22,15 @@ ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-8}
 builds=("$@")
 [ ${#builds[@]} -gt 0 ] || builds=("$SEAMS")
+# configs: a binary and the options it runs with, and how the table names it.
+bins=() args=() labels=()
+for b in "${builds[@]}"; do bins+=("$b"); args+=(""); labels+=("$b"); done
+if [ "${IDLE:-0}" = 1 ]; then
+	cg_new idle
+	for b in "${builds[@]}"; do
+		bins+=("$b"); args+=("--cgroup $(cg_rel idle)"); labels+=("$b, tracing nothing")
+	done
+fi
 
 old_stats=$(sysctl -n kernel.bpf_stats_enabled)
 restore_stats() { sysctl -qw kernel.bpf_stats_enabled="$old_stats"; }
@@ -38,22 +52,26 @@ tick=$(getconf CLK_TCK)
 # One line per run: build, then program, runs and ns per run for each, then
 # the programs' and the collector's share of the machine in percent.
 for r in $(seq "$ROUNDS"); do
-	for i in "${!builds[@]}"; do
-		SEAMS=${builds[$i]} seams_capture_bg "$TEST_TMP/graph.json"
+	for i in "${!bins[@]}"; do
+		read -r -a opts <<< "${args[$i]}"
+		SEAMS=${bins[$i]} seams_capture_bg "$TEST_TMP/graph.json" "${opts[@]}"
 		# The programs count from their load; the verifier's time is the
 		# collector's before it attaches.
-		bpf0=$(bpftool prog show --json | jq "$progs | map(.run_time_ns // 0) | add")
+		read -r bpf0 cnt0 < <(bpftool prog show --json |
+			jq -r "$progs | \"\\(map(.run_time_ns // 0) | add) \\(map(.run_cnt // 0) | add)\"")
 		t0=$(now); c0=$(cpu_ticks)
 		sleep "$SECS"
 		c1=$(cpu_ticks); t1=$(now)
-		bpftool prog show --json | jq -r --arg b "$i" --argjson bpf0 "$bpf0" \
+		bpftool prog show --json | jq -r --arg b "$i" --argjson bpf0 "$bpf0" --argjson cnt0 "$cnt0" \
+			--argjson secs "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')" \
 			--argjson wall "$(awk -v a="$t0" -v b="$t1" -v n="$ncpu" 'BEGIN { printf "%.6f", (b - a) * n }')" \
 			--argjson coll "$(awk -v a="$c0" -v b="$c1" -v t="$tick" 'BEGIN { printf "%.6f", (b - a) / t }')" "
 			$progs as \$p"'
 			| [$p[] | "\(.name) \(.run_cnt // 0) \((.run_time_ns // 0) / ((.run_cnt // 0) + 1e-9) | floor)"]
 			| "\($b) " + join(" ")
 			  + " bpf% \(((($p | map(.run_time_ns // 0) | add) - $bpf0) / 1e9 / $wall * 100 * 100 | floor) / 100)"
-			  + " collector% \(($coll / $wall * 100 * 100 | floor) / 100)"' >> "$TEST_TMP/runs"
+			  + " collector% \(($coll / $wall * 100 * 100 | floor) / 100)"
+			  + " calls/s \((($p | map(.run_cnt // 0) | add) - $cnt0) / $secs | floor)"' >> "$TEST_TMP/runs"
 		seams_capture_stop || fail "capture failed"
 	done
 done
@@ -61,19 +79,19 @@ kill -INT $(cg_procs "$(cg_path bench)") 2>/dev/null || true
 
 # median FORMAT: the median of the numbers on stdin, printed with FORMAT.
 median() { sort -n | awk -v f="$1" '{ v[NR] = $1 } END { if (NR) printf f, v[int((NR + 1) / 2)]; else printf "-" }'; }
-printf '%-40s %14s %14s %14s %10s %10s\n' build on_send on_recv on_sock_state "bpf cpu" collector
-for i in "${!builds[@]}"; do
-	printf '%-40s' "${builds[$i]}"
+printf '%-40s %14s %14s %14s %10s %10s %10s\n' build on_send on_recv on_sock_state "bpf cpu" collector calls/s
+for i in "${!bins[@]}"; do
+	printf '%-40s' "${labels[$i]}"
 	for p in on_send on_recv on_sock_state; do
 		printf ' %14s' "$(awk -v b="$i" -v p="$p" '$1 == b { for (f = 2; f < NF; f += 3) if ($f == p) print $(f + 2) }' \
 			"$TEST_TMP/runs" | median "%.0f ns")"
 	done
-	for p in bpf% collector%; do
+	for p in bpf% collector% calls/s; do
 		printf ' %10s' "$(awk -v b="$i" -v p="$p" '$1 == b { for (f = 2; f < NF; f++) if ($f == p) print $(f + 1) }' \
-			"$TEST_TMP/runs" | median "%.2f%%")"
+			"$TEST_TMP/runs" | median "$([ "$p" = calls/s ] && echo %.0f || echo %.2f%%)")"
 	done
 	echo
 done
-echo "(bpf cpu and collector: share of all $ncpu CPUs' time while attached)"
+echo "(bpf cpu and collector: share of all $ncpu CPUs' time while attached; calls/s: runs of its programs per second)"
 echo "(median over $ROUNDS rounds of ${SECS} s; every round:)"
 cat "$TEST_TMP/runs"
