@@ -16,8 +16,9 @@
 # WINDOWS capture windows (and as many control windows), each SECS long,
 # with SECS without anything between any two.
 # SCALE is pgbench's: at 4, the 4 clients contend for 4 branch rows.
-# SEAMS_ARGS adds capture options, e.g. "--cgroup /empty" for a run in
-# which every hook fires but nothing is traced.
+# SEAMS_ARGS adds capture options, e.g. "--cgroup /CG" naming an existing
+# empty cgroup for a run in which every hook fires but nothing is traced
+# (bpf_cost.sh's IDLE=1 measures that case more finely).
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_root
