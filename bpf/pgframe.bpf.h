@@ -37,39 +37,15 @@ struct pg_state {
 	__u8 pad[7];
 };
 
-/* A frontend write waits here, per socket, for the reply it asks for: the
- * two go out as one record.  Records cost more than their bytes, and this
- * halves them for request/response traffic. */
-#define PG_PEND_MAX 1024
-
-struct pg_pending {
-	__u32 size;      /* bytes of the waiting record; 0: none */
-	__u32 pad;
-	__u64 total;     /* bytes of the stream it stands for, copied or not */
-	__u8 rec[PG_PEND_MAX];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct pg_pending);
-} pgpend SEC(".maps");
-
-/* The record being built: a waiting frontend record put in front of it,
- * its header and data, room for the segments to be put after the data when
- * it is sent, and slack so masked offsets stay in bounds; the segments are
- * kept apart while it is built. */
+/* The record being built: its header and data, room for the segments to
+ * be put after the data when it is sent, and slack so masked offsets stay
+ * in bounds; the segments are kept apart while it is built. */
 struct pg_scratch {
-	__u8 front[PG_PEND_MAX];
 	struct pg_data_event ev;
 	__u8 data[PG_DATA_MAX + PG_SEGS_MAX * sizeof(struct pg_seg)];
 	__u8 slack[2 * PG_COPY_STEP];
 	__u8 raw[3 * PG_FAST_MAX];  /* a small chunk, read whole; slack after it too */
 	struct pg_seg segs[PG_SEGS_MAX];
-	__u32 front_len;    /* bytes at the end of front to send first */
-	__u32 pad;
-	__u64 front_total;  /* what they stand for, should they be lost */
 };
 
 struct {
@@ -151,7 +127,6 @@ struct frame_ctx {
 	__u32 n;
 	__u32 off;
 	__u32 dir;
-	__u32 final;   /* a Terminate was framed */
 	__u32 run_off; /* fast path: bytes of raw to copy, not yet appended */
 	__u32 run_len;
 };
@@ -173,16 +148,6 @@ static __always_inline struct pg_seg *cur_seg(struct pg_scratch *scr)
 
 /* The event builders below are global functions: the verifier checks each
  * once on its own, instead of once per path through the framer. */
-
-/* Where a front record of psz bytes starts, so it ends where ev begins. */
-static __always_inline __u8 *front_at(struct pg_scratch *scr, __u32 psz)
-{
-	__u32 start = bounded(PG_PEND_MAX - psz, 2 * PG_PEND_MAX - 1);
-
-	if (start > PG_PEND_MAX)
-		start = PG_PEND_MAX;
-	return scr->front + start;
-}
 
 /* Put the segments after the data; returns the size of the record. */
 static __always_inline __u32 ev_seal(struct pg_scratch *scr)
@@ -240,24 +205,18 @@ static __always_inline int pg_emit(const void *src, __u32 len)
 	return err;
 }
 
-/* Send the record being built, after the frontend record waiting in front
- * of it if there is one. */
+/* Send the record being built. */
 __noinline int pg_flush(struct pg_scratch *scr, struct pg_state *ps)
 {
 	struct pg_data_event *ev;
 	struct pg_dirstate *st;
-	__u32 size, front;
 	__u64 lost;
 
 	if (!scr || !ps)
 		return 0;
 	ev = &scr->ev;
 	st = &ps->d[ev->dir & 1];
-	size = ev_seal(scr);
-	front = bounded(scr->front_len, 2 * PG_PEND_MAX - 1);
-	if (front > PG_PEND_MAX)
-		front = PG_PEND_MAX;
-	if (pg_emit(front_at(scr, front), front + size)) {
+	if (pg_emit(ev, ev_seal(scr))) {
 		count(CNT_PG_EVENTS_LOST);
 		/* The collector learns of it as lost bytes before the next event. */
 		lost = ev->len;
@@ -267,13 +226,10 @@ __noinline int pg_flush(struct pg_scratch *scr, struct pg_state *ps)
 			lost += scr->segs[i].skipped + scr->segs[i].lost;
 		}
 		st->pend_lost += lost;
-		ps->d[PG_DIR_FRONTEND].pend_lost += scr->front_total;
 		count_n(CNT_PG_LOST, ev->len);
 	} else {
 		count_n(CNT_PG_COPIED, ev->len);
 	}
-	scr->front_len = 0;
-	scr->front_total = 0;
 	ev_reset(scr);
 	return 0;
 }
@@ -416,8 +372,6 @@ static __always_inline long header_done(struct frame_ctx *c)
 			return -1;
 		}
 		body = mlen - 4;
-		if (t == 'X')
-			c->final = 1;   /* no reply will come: do not wait for one */
 		if (plan & MSG_DROP) {
 			st->copy = 0;
 			st->skip = body;
@@ -569,9 +523,8 @@ static __always_inline bool looks_untyped(const __u8 *b)
 }
 
 /* Frame one contiguous chunk of a syscall's data: n bytes at user address
- * buf, moving in direction dir.  Returns 1 when it held a Terminate.  A
- * global function, so the verifier checks it once on its own rather than
- * again for each program, caller and iovec. */
+ * buf, moving in direction dir.  A global function, so the verifier checks
+ * it once on its own rather than again for each program, caller and iovec. */
 __noinline int frame_chunk(struct pg_scratch *scr, struct pg_state *ps, __u64 buf, __u32 n, __u32 dir)
 {
 	struct frame_ctx ctx = {}, *c = &ctx;
@@ -618,7 +571,7 @@ __noinline int frame_chunk(struct pg_scratch *scr, struct pg_state *ps, __u64 bu
 	bpf_loop(PG_MAX_STEPS, frame_step, c, 0);
 	if (c->off < c->n)
 		desync(c);
-	return c->final;
+	return 0;
 }
 
 #endif

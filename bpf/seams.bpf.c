@@ -425,12 +425,9 @@ static __always_inline void pg_open(struct sock *sk, bool synced)
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
-/* Returns 1 when the data held a Terminate. */
-static __always_inline int frame_iov(struct pg_scratch *scr, struct pg_state *ps, __u64 iov,
-				     __u64 iovcnt, __u64 total, __u32 dir)
+static __always_inline void frame_iov(struct pg_scratch *scr, struct pg_state *ps, __u64 iov,
+				      __u64 iovcnt, __u64 total, __u32 dir)
 {
-	int final = 0;
-
 	for (int i = 0; i < PG_MAX_IOV; i++) {
 		struct iovec v = {};
 		__u64 n;
@@ -439,38 +436,11 @@ static __always_inline int frame_iov(struct pg_scratch *scr, struct pg_state *ps
 			break;
 		bpf_probe_read_user(&v, sizeof(v), (void *)(iov + i * sizeof(v)));
 		n = v.iov_len < total ? v.iov_len : total;
-		final |= frame_chunk(scr, ps, (__u64)v.iov_base, n, dir);
+		frame_chunk(scr, ps, (__u64)v.iov_base, n, dir);
 		total -= n;
 	}
 	if (total)
 		pg_gap(scr, ps, total, 1);
-	return final;
-}
-
-/* Keep a small frontend record until the reply it asks for is sent with
- * it; returns false when it has to go out now. */
-static __always_inline bool pg_defer(struct pg_scratch *scr, struct pg_pending *pend)
-{
-	__u32 size;
-	__u64 total = scr->ev.len;
-
-	if (!pend || pend->size || scr->front_len ||
-	    sizeof(scr->ev) + scr->ev.len + scr->ev.nsegs * sizeof(struct pg_seg) > PG_PEND_MAX)
-		return false;
-	size = ev_seal(scr);
-	if (size > PG_PEND_MAX)
-		return false;
-	for (int i = 0; i < PG_SEGS_MAX; i++) {
-		if (i >= scr->ev.nsegs)
-			break;
-		total += scr->segs[i].skipped + scr->segs[i].lost;
-	}
-	bpf_probe_read_kernel(pend->rec, size, &scr->ev);
-	pend->size = size;
-	pend->total = total;
-	count_n(CNT_PG_COPIED, scr->ev.len);
-	ev_reset(scr);
-	return true;
 }
 
 /* ret bytes of a PostgreSQL connection moved in direction dir. */
@@ -481,11 +451,8 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	__u64 key = (__u64)sk;
 	struct pg_state *ps = &si->pg;
 	struct pg_dirstate *st = &ps->d[dir & 1];
-	struct pg_pending *pend;
 	struct pg_scratch *scr;
-	__u32 zero = 0, psz;
-	int final = 0;
-
+	__u32 zero = 0;
 	if (!si->pg_opened) {
 		__u8 b[8] = {};
 
@@ -500,7 +467,6 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	scr = bpf_map_lookup_elem(&pgscratch, &zero);
 	if (!scr)
 		return;
-	pend = bpf_sk_storage_get(&pgpend, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	scr->ev.type = EV_PG_DATA;
 	scr->ev.sock = key;
 	scr->ev.dir = dir;
@@ -508,30 +474,17 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	scr->segs[0].skipped = st->pend_skipped;
 	scr->segs[0].lost = st->pend_lost;
 	st->pend_skipped = st->pend_lost = 0;
-	scr->front_len = 0;
-	scr->front_total = 0;
-	if (pend && pend->size) {
-		/* The waiting frontend record goes out first, with this one. */
-		psz = bounded(pend->size, 2 * PG_PEND_MAX - 1);
-		if (psz > PG_PEND_MAX)
-			psz = PG_PEND_MAX;
-		bpf_probe_read_kernel(front_at(scr, psz), psz, pend->rec);
-		scr->front_len = psz;
-		scr->front_total = pend->total;
-		pend->size = 0;
-	}
 	if (!in->known) {
 		/* Not from a syscall whose buffer we can follow (sendfile,
 		 * sendmmsg, io_uring): the collector resynchronizes. */
 		lose_sync(scr, ps, st, ret);
 	} else if (iov) {
-		final = frame_iov(scr, ps, iov, iovcnt, ret, dir);
+		frame_iov(scr, ps, iov, iovcnt, ret, dir);
 	} else {
-		final = frame_chunk(scr, ps, buf, ret, dir);
+		frame_chunk(scr, ps, buf, ret, dir);
 	}
 	if (scr->ev.len) {
-		if (dir != PG_DIR_FRONTEND || final || !pg_defer(scr, pend))
-			pg_flush(scr, ps);
+		pg_flush(scr, ps);
 		return;
 	}
 	/* Only gaps: carry them to the next event rather than send them alone. */
@@ -540,16 +493,6 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 			break;
 		st->pend_skipped += scr->segs[i].skipped;
 		st->pend_lost += scr->segs[i].lost;
-	}
-	if (scr->front_len && pend) {
-		/* Nothing was sent: the frontend record waits on. */
-		psz = bounded(scr->front_len, 2 * PG_PEND_MAX - 1);
-		if (psz > PG_PEND_MAX)
-			psz = PG_PEND_MAX;
-		bpf_probe_read_kernel(pend->rec, psz, front_at(scr, psz));
-		pend->size = psz;
-		pend->total = scr->front_total;
-		scr->front_len = 0;
 	}
 }
 

@@ -80,8 +80,9 @@ struct conn_event {
  * not in the shared ring buffer: its reservation takes a lock with
  * interrupts off and an atomic commit, and every CPU takes the same lock.
  * A CPU's own ring needs neither; under pgbench on_recv went from 363 to
- * 296 ns per run (tests/bench/bpf_cost.sh, paired rounds).  Each record is a u32 length, 4 bytes of padding, then that
- * many bytes (one or two pg_data_event), padded to 8.  A record starting
+ * 296 ns per run (tests/bench/bpf_cost.sh, paired rounds).  Each record is
+ * a u32 length, 4 bytes of padding, then that many bytes (one
+ * pg_data_event), padded to 8.  A record starting
  * near the end runs on into the slack after the ring instead of wrapping.
  * The collector merges the rings and the ring buffer by timestamp. */
 /* Per CPU, a power of two: 100 ms of the collector's timer at 10 MB/s.

@@ -369,21 +369,15 @@ static void chunk(struct pgtrack *pt, const struct pg_data_event *e, const uint8
 
 void pgtrack_record(struct pgtrack *pt, const void *rec, size_t size)
 {
-	const uint8_t *p = rec;
+	struct pg_data_event e;
 
-	/* A frontend write and the reply to it may share a record. */
-	while (size >= sizeof(struct pg_data_event)) {
-		struct pg_data_event e;
-		size_t n;
-
-		memcpy(&e, p, sizeof(e));
-		n = sizeof(e) + (size_t)e.len + (size_t)e.nsegs * sizeof(struct pg_seg);
-		if (e.type != EV_PG_DATA || e.len > PG_DATA_MAX || e.nsegs > PG_SEGS_MAX || n > size)
-			return;
-		chunk(pt, &e, p + sizeof(e));
-		p += n;
-		size -= n;
-	}
+	if (size < sizeof(e))
+		return;
+	memcpy(&e, rec, sizeof(e));
+	if (e.type != EV_PG_DATA || e.len > PG_DATA_MAX || e.nsegs > PG_SEGS_MAX ||
+	    sizeof(e) + (size_t)e.len + (size_t)e.nsegs * sizeof(struct pg_seg) > size)
+		return;
+	chunk(pt, &e, (const uint8_t *)rec + sizeof(e));
 }
 
 void pgtrack_close(struct pgtrack *pt, uint64_t sock)

@@ -30,7 +30,7 @@ void pgtrack_free(struct pgtrack *pt);
 
 /* A connection found to speak PostgreSQL, owned by client. */
 void pgtrack_open(struct pgtrack *pt, const struct pg_open_event *e, struct service *client);
-/* An EV_PG_DATA ring record: one or more pg_data_event, back to back. */
+/* An EV_PG_DATA ring record: one pg_data_event, its data and segments. */
 void pgtrack_record(struct pgtrack *pt, const void *rec, size_t size);
 /* A TCP connection closed: its decoder goes. */
 void pgtrack_close(struct pgtrack *pt, uint64_t sock);
