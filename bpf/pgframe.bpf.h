@@ -162,47 +162,70 @@ static __always_inline __u32 ev_seal(struct pg_scratch *scr)
 	return sizeof(scr->ev) + len + segbytes;
 }
 
-/* Put len bytes at src in this CPU's ring; non-zero when it is full. */
-static __always_inline int pg_emit(const void *src, __u32 len)
+/* Room at the head of this CPU's ring for a record of len bytes (bounded
+ * by the caller), which is written at *off + 8 and published with
+ * pg_publish; NULL when the ring is full.  The ring is held until then. */
+static __always_inline struct pg_ring *pg_reserve(__u32 len, __u32 *off)
 {
-	__u32 cpu = bpf_get_smp_processor_id(), n;
+	__u32 cpu = bpf_get_smp_processor_id();
 	struct pg_ring *r = bpf_map_lookup_elem(&pgrings, &cpu);
-	__u64 head, off;
-	bool wake = false;
-	int err = -1;
+	__u64 head, n;
 
-	len = bounded(len, PG_REC_MAX - 1);
-	if (!r || len > PG_REC_MAX - 8)
-		return -1;
+	if (!r)
+		return NULL;
 	/* Only a program preempted halfway (a preemptible kernel) can find
 	 * it busy; its record must not be overwritten. */
 	if (__sync_lock_test_and_set(&r->busy, 1))
-		return -1;
+		return NULL;
 	n = (len + 8 + 7) & ~7u;
 	head = r->head;
 	/* The collector's tail is on another CPU's cache line: read only
 	 * when the last value read says the ring is half full. */
 	if (head + n - r->tail_seen > PG_RING_SIZE / 2) {
 		r->tail_seen = *(volatile __u64 *)&r->tail;
-		wake = head + n - r->tail_seen > PG_RING_SIZE / 2;
+		if (head + n - r->tail_seen > PG_RING_SIZE / 2) {
+			/* The collector drains on a timer; this one is filling fast. */
+			struct event_hdr h = { .ts_ns = 0, .type = EV_WAKE };
+
+			bpf_ringbuf_output(&events, &h, sizeof(h), BPF_RB_FORCE_WAKEUP);
+		}
 	}
-	if (head + n - r->tail_seen <= PG_RING_SIZE) {
-		off = head & (PG_RING_SIZE - 1);
-		*(__u32 *)&r->data[off] = len;
-		bpf_probe_read_kernel(&r->data[off + 8], len, src);
+	if (head + n - r->tail_seen > PG_RING_SIZE) {
+		r->busy = 0;
+		return NULL;
+	}
+	/* head is a multiple of 8; the mask says so to the verifier. */
+	*off = head & (PG_RING_SIZE - 8);
+	return r;
+}
+
+/* Publish the len bytes written after off (0: nothing) and let the ring go. */
+static __always_inline void pg_publish(struct pg_ring *r, __u32 off, __u32 len)
+{
+	if (len) {
+		*(__u32 *)&r->data[off & (PG_RING_SIZE - 8)] = len;
 		/* Stores are seen in order on x86: the record, then head. */
 		asm volatile("" ::: "memory");
-		*(volatile __u64 *)&r->head = head + n;
-		err = 0;
+		*(volatile __u64 *)&r->head = r->head + ((len + 8 + 7) & ~7u);
 	}
 	r->busy = 0;
-	if (wake) {
-		/* The collector drains on a timer; this one is filling fast. */
-		struct event_hdr h = { .ts_ns = 0, .type = EV_WAKE };
+}
 
-		bpf_ringbuf_output(&events, &h, sizeof(h), BPF_RB_FORCE_WAKEUP);
-	}
-	return err;
+/* Put len bytes at src in this CPU's ring; non-zero when it is full. */
+static __always_inline int pg_emit(const void *src, __u32 len)
+{
+	struct pg_ring *r;
+	__u32 off;
+
+	len = bounded(len, PG_REC_MAX - 1);
+	if (len > PG_REC_MAX - 8)
+		return -1;
+	r = pg_reserve(len, &off);
+	if (!r)
+		return -1;
+	bpf_probe_read_kernel(&r->data[off + 8], len, src);
+	pg_publish(r, off, len);
+	return 0;
 }
 
 /* Send the record being built. */
@@ -511,6 +534,79 @@ static long fast_step(__u32 i, void *arg)
 	st->copy = st->skip = 0;
 	c->off += mlen + 1;
 	return 0;
+}
+
+/* A chunk on its way straight into the ring, checked in place: it must be
+ * whole messages, each one copied whole. */
+struct whole_ctx {
+	const __u8 *msgs;
+	__u32 n;
+	__u32 off;
+	__u32 dir;
+	__u32 ok;
+};
+
+static long whole_step(__u32 i, void *arg)
+{
+	struct whole_ctx *c = arg;
+	__u32 avail, mlen, plan;
+	const __u8 *h;
+
+	if (c->off >= c->n)
+		return 1;
+	avail = c->n - c->off;
+	h = c->msgs + bounded(c->off, PG_FAST_MAX - 1);
+	plan = plan_of(c->dir, h[0]);
+	mlen = be32(h + 1);
+	if (avail < 5 || !(plan & MSG_LEGAL) || (plan & MSG_DROP) || mlen < 4 ||
+	    mlen - 4 > (plan & MSG_CAP) || mlen >= avail) {
+		c->ok = 0;
+		return 1;
+	}
+	c->off += mlen + 1;
+	return 0;
+}
+
+/* Most chunks are a few small messages, all of them wanted whole: a Query,
+ * a CommandComplete with its ReadyForQuery.  Such a chunk is read straight
+ * into this CPU's ring, checked there and sent as it is: one copy and no
+ * framer.  Returns false, having sent nothing, for anything else. */
+static __always_inline bool pg_whole(__u64 sock, struct pg_dirstate *st, __u64 buf, __u32 n, __u32 dir)
+{
+	struct whole_ctx c = { .n = n, .dir = dir, .ok = 1 };
+	struct pg_seg seg = { .len = n };
+	struct pg_data_event *e;
+	struct pg_ring *r;
+	__u32 off, size;
+
+	if (!n || n > PG_FAST_MAX || !st->synced || st->copy || st->skip || st->hdr_have ||
+	    st->untyped || st->bare || st->pend_skipped || st->pend_lost)
+		return false;
+	size = sizeof(*e) + n + sizeof(seg);
+	r = pg_reserve(size, &off);
+	if (!r)
+		return false;
+	e = (void *)&r->data[off + 8];
+	c.msgs = (const __u8 *)(e + 1);
+	if (bpf_probe_read_user(e + 1, bounded(n - 1, PG_FAST_MAX - 1) + 1, (void *)buf)) {
+		pg_publish(r, off, 0);
+		return false;
+	}
+	bpf_loop(PG_FAST_MAX / 5 + 1, whole_step, &c, 0);
+	if (!c.ok || c.off != n) {
+		pg_publish(r, off, 0);
+		return false;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sock = sock;
+	e->type = EV_PG_DATA;
+	e->len = n;
+	e->nsegs = 1;
+	e->dir = dir;
+	__builtin_memcpy((__u8 *)(e + 1) + bounded(n, PG_FAST_MAX * 2 - 1), &seg, sizeof(seg));
+	pg_publish(r, off, size);
+	count_n(CNT_PG_COPIED, n);
+	return true;
 }
 
 /* Does a write start with a startup-phase message (no type byte)? */

@@ -464,6 +464,8 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 		count_n(CNT_PG_SKIPPED, ret);
 		return;
 	}
+	if (in->known && !iov && pg_whole(key, st, buf, ret, dir))
+		return;
 	scr = bpf_map_lookup_elem(&pgscratch, &zero);
 	if (!scr)
 		return;
