@@ -369,7 +369,9 @@ static void report(struct pg_conn *c, const struct pend *p, struct pg_sql *sql,
 		c->stats.truncated_statements++;
 	else if (!st.sql)
 		c->stats.unknown_statements++;
-	if (tag && st.sql)
+	/* Only these tags can mean statements went away, and a tag is
+	 * cheaper to test than the text of every statement. */
+	if (tag && st.sql && (!strncmp(tag, "DEALLOCATE", 10) || !strcmp(tag, "DISCARD ALL")))
 		forget_deallocated(c, st.sql);
 	if (c->cb.statement)
 		c->cb.statement(c->ctx, &st);

@@ -495,7 +495,8 @@ static struct pg_conn *connect_(struct log *l, struct msg *fe, struct msg *be)
 }
 
 /* Named reuse, the unnamed statement re-parsed within one pipeline, a Bind
- * of a statement never seen, Close and DEALLOCATE forgetting statements. */
+ * of a statement never seen, Close, DEALLOCATE and DISCARD ALL forgetting
+ * statements. */
 static void test_extended_names(void **state)
 {
 	static struct msg fe, be;
@@ -562,6 +563,23 @@ static void test_extended_names(void **state)
 	error(&be, "26000");
 	ready(&be);
 	feed(c, PG_BACKEND, &be, 80);
+	/* and DISCARD ALL forgets every statement */
+	parse(&fe, "s2", "SELECT 2");
+	simple(&fe, 'S', NULL);
+	simple(&fe, 'Q', "DISCARD ALL");
+	feed(c, PG_FRONTEND, &fe, 90);
+	simple(&be, '1', NULL);
+	ready(&be);
+	simple(&be, 'C', "DISCARD ALL");
+	ready(&be);
+	feed(c, PG_BACKEND, &be, 100);
+	bind(&fe, "", "s2", "x");
+	execute(&fe, "");
+	simple(&fe, 'S', NULL);
+	feed(c, PG_FRONTEND, &fe, 110);
+	error(&be, "26000");
+	ready(&be);
+	feed(c, PG_BACKEND, &be, 120);
 
 	assert_string_equal(l.buf,
 			    "startup app shop -\n"
@@ -572,8 +590,10 @@ static void test_extended_names(void **state)
 			    "stmt [-] SELECT 5 -\n"
 			    "stmt [-] - 26000\n"
 			    "stmt [DEALLOCATE \"S1\"] DEALLOCATE -\n"
+			    "stmt [-] - 26000\n"
+			    "stmt [DISCARD ALL] DISCARD ALL -\n"
 			    "stmt [-] - 26000\n");
-	assert_int_equal(pg_conn_stats(c)->unknown_statements, 3);
+	assert_int_equal(pg_conn_stats(c)->unknown_statements, 4);
 	pg_conn_free(c);
 	log_free(&l);
 }
