@@ -63,8 +63,9 @@ struct pend {
 	enum pend_kind kind;
 	uint64_t ts;
 	struct pg_sql *sql;     /* PARSE: its text; BIND/EXECUTE: the statement's;
-				 * NULL: unknown */
-	struct pg_sql **stmts;  /* QUERY: split statements */
+				 * QUERY: its one statement, or every statement
+				 * when truncated; NULL: unknown */
+	struct pg_sql **stmts;  /* QUERY of two or more statements: each */
 	uint32_t nstmts, next;  /* QUERY: the next CommandComplete is stmts[next] */
 	int failed;             /* QUERY: an error ended the batch */
 };
@@ -490,26 +491,39 @@ struct split_ctx {
 	int oom;
 };
 
-static void add_split(void *ctx, const char *stmt)
+static void add_split(void *ctx, const char *stmt, size_t len)
 {
 	struct split_ctx *s = ctx;
 	struct pend *p = s->p;
+	struct pg_sql *sql = sql_new(stmt, len, 0);
 
-	if (p->nstmts == s->cap) {
+	if (!sql) {
+		s->oom = 1;
+		return;
+	}
+	/* Most Queries hold one statement: it goes where a Query's unknown
+	 * SQL would, and needs no array. */
+	if (!p->sql && !p->nstmts) {
+		p->sql = sql;
+		return;
+	}
+	if (p->nstmts + 2 > s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 4;
 		struct pg_sql **v = realloc(p->stmts, cap * sizeof(*v));
 
 		if (!v) {
+			sql_unref(sql);
 			s->oom = 1;
 			return;
 		}
 		p->stmts = v;
 		s->cap = cap;
 	}
-	if (!(p->stmts[p->nstmts] = sql_new(stmt, strlen(stmt), 0)))
-		s->oom = 1;
-	else
-		p->nstmts++;
+	if (p->sql) {
+		p->stmts[p->nstmts++] = p->sql;
+		p->sql = NULL;
+	}
+	p->stmts[p->nstmts++] = sql;
 }
 
 /* A truncated Query's statement count is unknown: each of its completions

@@ -829,11 +829,9 @@ const struct sql_info *sql_cache_lookup(struct sql_cache *c, const char *sql)
 
 /* ---- splitting ----------------------------------------------------------- */
 
-static void emit_trimmed(const char *s, size_t len, void (*fn)(void *, const char *), void *ctx,
-			 size_t *count)
+static void emit_trimmed(const char *s, size_t len, void (*fn)(void *, const char *, size_t),
+			 void *ctx, size_t *count)
 {
-	char *copy;
-
 	while (len && isspace((unsigned char)*s)) {
 		s++;
 		len--;
@@ -842,11 +840,7 @@ static void emit_trimmed(const char *s, size_t len, void (*fn)(void *, const cha
 		len--;
 	if (!len)
 		return;
-	copy = strndup(s, len);
-	if (!copy)
-		return;
-	fn(ctx, copy);
-	free(copy);
+	fn(ctx, s, len);
 	(*count)++;
 }
 
@@ -865,7 +859,7 @@ static int single_statement(const char *sql, size_t *len)
 	return 1;
 }
 
-size_t sql_split(const char *sql, void (*fn)(void *ctx, const char *stmt), void *ctx)
+size_t sql_split(const char *sql, void (*fn)(void *ctx, const char *stmt, size_t len), void *ctx)
 {
 	PgQuerySplitResult res;
 	size_t count = 0, total = strlen(sql), len;

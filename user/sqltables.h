@@ -32,7 +32,7 @@ void sql_cache_free(struct sql_cache *c);
 const struct sql_info *sql_cache_lookup(struct sql_cache *c, const char *sql);
 
 /* Split a simple-Query string into statements: calls fn for each, in order,
- * with a NUL-terminated copy.  Returns the count. */
-size_t sql_split(const char *sql, void (*fn)(void *ctx, const char *stmt), void *ctx);
+ * with its len bytes in sql (not NUL-terminated).  Returns the count. */
+size_t sql_split(const char *sql, void (*fn)(void *ctx, const char *stmt, size_t len), void *ctx);
 
 #endif

@@ -196,12 +196,12 @@ struct collect {
 	int n;
 };
 
-static void collect(void *ctx, const char *stmt)
+static void collect(void *ctx, const char *stmt, size_t len)
 {
 	struct collect *c = ctx;
 
 	if (c->n < 8)
-		snprintf(c->out[c->n++], sizeof(c->out[0]), "%s", stmt);
+		snprintf(c->out[c->n++], sizeof(c->out[0]), "%.*s", (int)len, stmt);
 }
 
 static void test_split(void **state)
