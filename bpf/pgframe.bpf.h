@@ -500,6 +500,18 @@ static __always_inline void run_flush(struct frame_ctx *c)
 	c->run_len = 0;
 }
 
+/* The plan of the message at h, avail bytes of the chunk from h on; 0 when
+ * no whole legal message starts there. */
+static __always_inline __u32 whole_msg(__u32 dir, const __u8 *h, __u32 avail, __u32 *mlen)
+{
+	__u32 plan = plan_of(dir, h[0]);
+
+	*mlen = be32(h + 1);
+	if (avail < 5 || !(plan & MSG_LEGAL) || *mlen < 4 || *mlen >= avail)
+		return 0;
+	return plan;
+}
+
 /* One whole message of a small chunk already in scr->raw: the bytes to copy
  * join the run before them, so a reply such as CommandComplete plus
  * ReadyForQuery costs one copy.  Anything else (a message split across
@@ -516,8 +528,7 @@ static long fast_step(__u32 i, void *arg)
 		return 1;
 	avail = c->n - c->off;
 	h = c->scr->raw + bounded(c->off, PG_FAST_MAX - 1);
-	mlen = be32(h + 1);
-	if (avail < 5 || !(plan_of(c->dir, h[0]) & MSG_LEGAL) || mlen < 4 || mlen >= avail)
+	if (!whole_msg(c->dir, h, avail, &mlen))
 		return 1;
 	__builtin_memcpy(st->hdr, h, 5);
 	hl = header_done(c);
@@ -556,10 +567,8 @@ static long whole_step(__u32 i, void *arg)
 		return 1;
 	avail = c->n - c->off;
 	h = c->msgs + bounded(c->off, PG_FAST_MAX - 1);
-	plan = plan_of(c->dir, h[0]);
-	mlen = be32(h + 1);
-	if (avail < 5 || !(plan & MSG_LEGAL) || (plan & MSG_DROP) || mlen < 4 ||
-	    mlen - 4 > (plan & MSG_CAP) || mlen >= avail) {
+	plan = whole_msg(c->dir, h, avail, &mlen);
+	if (!plan || (plan & MSG_DROP) || mlen - 4 > (plan & MSG_CAP)) {
 		c->ok = 0;
 		return 1;
 	}

@@ -453,6 +453,7 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	struct pg_dirstate *st = &ps->d[dir & 1];
 	struct pg_scratch *scr;
 	__u32 zero = 0;
+
 	if (!si->pg_opened) {
 		__u8 b[8] = {};
 
