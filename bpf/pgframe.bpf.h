@@ -548,13 +548,13 @@ static long fast_step(__u32 i, void *arg)
 }
 
 /* A chunk on its way straight into the ring, checked in place: it must be
- * whole messages, each one copied whole. */
+ * whole messages, each one copied whole.  The check stops at the first
+ * message that is not, so off reaches n only when every one is. */
 struct whole_ctx {
 	const __u8 *msgs;
 	__u32 n;
 	__u32 off;
 	__u32 dir;
-	__u32 ok;
 };
 
 static long whole_step(__u32 i, void *arg)
@@ -568,10 +568,8 @@ static long whole_step(__u32 i, void *arg)
 	avail = c->n - c->off;
 	h = c->msgs + bounded(c->off, PG_FAST_MAX - 1);
 	plan = whole_msg(c->dir, h, avail, &mlen);
-	if (!plan || (plan & MSG_DROP) || mlen - 4 > (plan & MSG_CAP)) {
-		c->ok = 0;
+	if (!plan || (plan & MSG_DROP) || mlen - 4 > (plan & MSG_CAP))
 		return 1;
-	}
 	c->off += mlen + 1;
 	return 0;
 }
@@ -582,7 +580,7 @@ static long whole_step(__u32 i, void *arg)
  * framer.  Returns false, having sent nothing, for anything else. */
 static __always_inline bool pg_whole(__u64 sock, struct pg_dirstate *st, __u64 buf, __u32 n, __u32 dir)
 {
-	struct whole_ctx c = { .n = n, .dir = dir, .ok = 1 };
+	struct whole_ctx c = { .n = n, .dir = dir };
 	struct pg_seg seg = { .len = n };
 	struct pg_data_event *e;
 	struct pg_ring *r;
@@ -602,7 +600,7 @@ static __always_inline bool pg_whole(__u64 sock, struct pg_dirstate *st, __u64 b
 		return false;
 	}
 	bpf_loop(PG_FAST_MAX / 5 + 1, whole_step, &c, 0);
-	if (!c.ok || c.off != n) {
+	if (c.off != n) {
 		pg_publish(r, off, 0);
 		return false;
 	}
