@@ -55,11 +55,7 @@ int cgnames_init(struct cgnames *c)
 
 void cgnames_free(struct cgnames *c)
 {
-	void *v;
-
-	u64map_for_each(&c->paths, i, v)
-		free(v);
-	u64map_free(&c->paths);
+	cgnames_evict(c);
 	if (c->mount_fd >= 0)
 		close(c->mount_fd);
 }
@@ -92,18 +88,34 @@ static char *resolve(struct cgnames *c, uint64_t id)
 	return strdup(full[mlen] ? full + mlen : "/");
 }
 
+/* A cgroup already gone is remembered as gone: looking again costs a
+ * system call per event. */
+static char gone;
+
 const char *cgnames_path(struct cgnames *c, uint64_t id)
 {
 	char *p = u64map_get(&c->paths, id);
 
 	if (p)
-		return p;
+		return p == &gone ? NULL : p;
 	p = resolve(c, id);
-	if (p && u64map_put(&c->paths, id, p)) {
+	if (u64map_put(&c->paths, id, p ? p : &gone)) {
 		free(p);
 		return NULL;
 	}
 	return p;
+}
+
+void cgnames_evict(struct cgnames *c)
+{
+	char *v;
+
+	/* Forgetting every name is simplest and bounds the cache by what one
+	 * eviction period sees; names are looked up again on next use. */
+	u64map_for_each(&c->paths, i, v)
+		if (v != &gone)
+			free(v);
+	u64map_free(&c->paths);
 }
 
 uint64_t cgnames_lookup(struct cgnames *c, const char *arg, char *path, size_t len)

@@ -23,6 +23,9 @@ void cgnames_free(struct cgnames *c);
 /* The path of a cgroup id, "/" for the root; NULL when the cgroup is gone. */
 const char *cgnames_path(struct cgnames *c, uint64_t id);
 
+/* Forget the names looked up so far (they are looked up again). */
+void cgnames_evict(struct cgnames *c);
+
 /* Resolve a user's --cgroup argument (absolute under the mount, or relative
  * to it, or a full filesystem path) to its id; 0 when it does not exist. */
 uint64_t cgnames_lookup(struct cgnames *c, const char *arg, char *path, size_t len);

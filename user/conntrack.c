@@ -1,7 +1,10 @@
 /* Connection tracking.  The kernel reports each end of a connection on its
  * own: a connect() on the client, an accept() on the server, or, for
- * connections already open when the capture began, their first read or
- * write.  Ends are joined here by 4-tuple once the capture is over. */
+ * connections already open when tracing began, their first read or write.
+ * Ends are joined by 4-tuple as they open.  A closed end waits a moment for
+ * its peer (whose accept may be reported late), then is counted on its edge
+ * and freed.  A graph is built from the edges plus the connections still
+ * open, without changing either. */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,9 +12,32 @@
 
 #include "conntrack.h"
 
+const char *const ct_drop_names[DROP_NR] = {
+	[DROP_EDGES] = "edges", [DROP_SERVERS] = "servers_per_client",
+	[DROP_SERVICES] = "services", [DROP_CONNS] = "connections",
+	[DROP_TABLES] = "tables_per_database", [DROP_STATEMENTS] = "statements_per_edge",
+	[DROP_SQL_SERIES] = "sql_series",
+};
+
+static const uint8_t any6[16];
+static const uint8_t any4[16] = { [10] = 0xff, [11] = 0xff };
+/* The external peer standing for every edge that did not fit. */
+static const uint8_t other_addr[16] = { 0xff, 0xff };
+
+uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ULL;
+	return h;
+}
+
 void conntrack_init(struct conntrack *ct)
 {
 	memset(ct, 0, sizeof(*ct));
+	ct->other.name = "~other";
+	ct->other.cgroup = "";
 }
 
 static void service_free(struct service *s)
@@ -24,59 +50,62 @@ static void service_free(struct service *s)
 	free(s);
 }
 
+static void aggs_free(struct u64map *m)
+{
+	struct tcpagg *a, *next;
+
+	u64map_for_each(m, i, a)
+		for (; a; a = next) {
+			next = a->next;
+			free(a);
+		}
+	u64map_free(m);
+}
+
 void conntrack_free(struct conntrack *ct)
 {
 	struct service *s;
+	struct conn *c;
+	struct endpoint *ep;
 
-	for (size_t i = 0; i < ct->nconns; i++)
-		free(ct->conns[i]);
-	free(ct->conns);
-	free(ct->fails);
-	free(ct->listeners);
+	u64map_for_each(&ct->open, i, c)
+		free(c);
+	for (c = ct->closed_head; c;) {
+		struct conn *next = c->next_closed;
+
+		free(c);
+		c = next;
+	}
 	u64map_for_each(&ct->services, i, s)
 		service_free(s);
+	u64map_for_each(&ct->servers, i, ep)
+		free(ep);
+	aggs_free(&ct->aggs);
 	u64map_free(&ct->services);
 	u64map_free(&ct->open);
+	u64map_free(&ct->tuples);
 	u64map_free(&ct->servers);
+	u64map_free(&ct->listeners);
 	memset(ct, 0, sizeof(*ct));
 }
 
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+static void add_proc(struct service *s, const char *comm)
 {
-	const uint8_t *b = p;
+	char **procs;
+	char *p;
 
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 0x100000001b3ULL;
-	return h;
-}
-
-#define FNV_SEED 0xcbf29ce484222325ULL
-
-/* Grow *arr (of *cap elements of size sz) to hold one more. */
-static void *grow(void *arr, size_t *cap, size_t n, size_t sz)
-{
-	void *p;
-
-	if (n < *cap)
-		return arr;
-	*cap = *cap ? *cap * 2 : 64;
-	p = realloc(arr, *cap * sz);
-	if (!p) {
-		perror("seams: out of memory");
-		exit(1);
-	}
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s ? s : "");
-
-	if (!p) {
-		perror("seams: out of memory");
-		exit(1);
-	}
-	return p;
+	if (!comm || !*comm || s->nprocs == CT_MAX_PROCS)
+		return;
+	for (size_t i = 0; i < s->nprocs; i++)
+		if (!strcmp(s->procs[i], comm))
+			return;
+	procs = realloc(s->procs, (s->nprocs + 1) * sizeof(*s->procs));
+	if (!procs)
+		return;
+	s->procs = procs;
+	p = strdup(comm);
+	if (p)
+		s->procs[s->nprocs++] = p;
 }
 
 struct service *conntrack_service(struct conntrack *ct, const char *name, const char *cgroup,
@@ -89,77 +118,477 @@ struct service *conntrack_service(struct conntrack *ct, const char *name, const 
 	while ((s = u64map_get(&ct->services, h)) && strcmp(s->name, name))
 		h++;
 	if (!s) {
+		if (ct->services.len >= CT_MAX_SERVICES) {
+			ct->dropped[DROP_SERVICES]++;
+			return &ct->other;
+		}
 		s = calloc(1, sizeof(*s));
-		if (!s || u64map_put(&ct->services, h, s)) {
-			perror("seams: out of memory");
-			exit(1);
+		if (s) {
+			s->name = strdup(name);
+			s->cgroup = strdup(cgroup ? cgroup : "");
 		}
-		s->name = xstrdup(name);
-		s->cgroup = xstrdup(cgroup);
-	}
-	if (comm && *comm) {
-		for (size_t i = 0; i < s->nprocs; i++)
-			if (!strcmp(s->procs[i], comm))
-				return s;
-		s->procs = realloc(s->procs, (s->nprocs + 1) * sizeof(*s->procs));
-		if (!s->procs) {
-			perror("seams: out of memory");
-			exit(1);
+		if (!s || !s->name || !s->cgroup || u64map_put(&ct->services, h, s)) {
+			if (s)
+				service_free(s);
+			ct->dropped[DROP_SERVICES]++;
+			return &ct->other;
 		}
-		s->procs[s->nprocs++] = xstrdup(comm);
 	}
+	s->last_ns = ct->now_ns;
+	add_proc(s, comm);
 	return s;
+}
+
+static uint64_t tuple_hash(const uint8_t la[16], uint16_t lp, const uint8_t ra[16], uint16_t rp)
+{
+	uint64_t h = fnv1a(FNV_SEED, la, 16);
+
+	h = fnv1a(h, &lp, sizeof(lp));
+	h = fnv1a(h, ra, 16);
+	return fnv1a(h, &rp, sizeof(rp));
+}
+
+static uint64_t endpoint_hash(const uint8_t addr[16], uint16_t port)
+{
+	return fnv1a(fnv1a(FNV_SEED, addr, 16), &port, sizeof(port));
+}
+
+struct conn *conntrack_find(const struct conntrack *ct, const uint8_t laddr[16], uint16_t lport,
+			    const uint8_t raddr[16], uint16_t rport)
+{
+	struct conn *c = u64map_get(&ct->tuples, tuple_hash(laddr, lport, raddr, rport));
+
+	for (; c; c = c->next_tuple)
+		if (c->lport == lport && c->rport == rport && !memcmp(c->laddr, laddr, 16) &&
+		    !memcmp(c->raddr, raddr, 16))
+			return c;
+	return NULL;
+}
+
+static void tuple_unlink(struct conntrack *ct, struct conn *c)
+{
+	uint64_t h = tuple_hash(c->laddr, c->lport, c->raddr, c->rport);
+	struct conn *head = u64map_get(&ct->tuples, h), **pp;
+
+	if (head == c) {
+		if (c->next_tuple)
+			u64map_put(&ct->tuples, h, c->next_tuple); /* replaces: cannot fail */
+		else
+			u64map_del(&ct->tuples, h);
+		return;
+	}
+	for (pp = &head; *pp; pp = &(*pp)->next_tuple)
+		if (*pp == c) {
+			*pp = c->next_tuple;
+			return;
+		}
+}
+
+static void remember_server(struct conntrack *ct, const struct conn *c)
+{
+	uint64_t h = endpoint_hash(c->laddr, c->lport);
+	struct endpoint *ep = u64map_get(&ct->servers, h);
+
+	if (!ep) {
+		ep = calloc(1, sizeof(*ep));
+		if (!ep || u64map_put(&ct->servers, h, ep)) {
+			free(ep);
+			return;
+		}
+	}
+	memcpy(ep->addr, c->laddr, 16);
+	ep->port = c->lport;
+	ep->svc = c->svc;
+	ep->last_ns = c->open_ns;
+}
+
+struct service *conntrack_server(const struct conntrack *ct, const uint8_t addr[16], uint16_t port)
+{
+	struct endpoint *ep = u64map_get(&ct->servers, endpoint_hash(addr, port));
+
+	/* A hash collision between two endpoints only costs the lookup. */
+	return ep && ep->port == port && !memcmp(ep->addr, addr, 16) ? ep->svc : NULL;
+}
+
+static bool is_listening(const struct conntrack *ct, const uint8_t addr[16], uint16_t port)
+{
+	/* A wildcard listener takes any local address; "::" takes IPv4 too. */
+	return conntrack_server(ct, addr, port) ||
+	       u64map_get(&ct->listeners, endpoint_hash(addr, port)) ||
+	       u64map_get(&ct->listeners, endpoint_hash(any6, port)) ||
+	       (!memcmp(addr, any4, 12) && u64map_get(&ct->listeners, endpoint_hash(any4, port)));
+}
+
+static void open_conn(struct conntrack *ct, const struct conn_event *e, struct service *svc)
+{
+	struct conn *c, *old, *peer;
+	uint64_t h;
+
+	/* A socket address is reused only after its close, which we may have
+	 * missed: the newer connection replaces the older. */
+	old = u64map_get(&ct->open, e->sock);
+	if (old) {
+		u64map_del(&ct->open, e->sock);
+		tuple_unlink(ct, old);
+		if (old->peer)
+			old->peer->peer = NULL;
+		free(old);
+	}
+	if (ct->open.len >= CT_MAX_OPEN || !(c = calloc(1, sizeof(*c)))) {
+		ct->dropped[DROP_CONNS]++;
+		return;
+	}
+	c->svc = svc ? svc : &ct->other;
+	c->sock = e->sock;
+	c->tgid = e->tgid;
+	c->open_ns = c->last_ns = e->ts_ns;
+	memcpy(c->laddr, e->laddr, 16);
+	memcpy(c->raddr, e->raddr, 16);
+	c->lport = e->lport;
+	c->rport = e->rport;
+	c->role = e->type == EV_CONNECT ? ROLE_CLIENT : e->type == EV_ACCEPT ? ROLE_SERVER : ROLE_UNKNOWN;
+	c->opened = e->type != EV_SEEN;
+	c->peer_closed = e->type == EV_SEEN && e->peer_closed;
+	if (u64map_put(&ct->open, e->sock, c)) {
+		free(c);
+		ct->dropped[DROP_CONNS]++;
+		return;
+	}
+	h = tuple_hash(c->laddr, c->lport, c->raddr, c->rport);
+	c->next_tuple = u64map_get(&ct->tuples, h);
+	if (u64map_put(&ct->tuples, h, c))
+		c->next_tuple = NULL; /* unjoinable, still counted on its own */
+	peer = conntrack_find(ct, c->raddr, c->rport, c->laddr, c->lport);
+	if (peer && !peer->peer) {
+		c->peer = peer;
+		peer->peer = c;
+		/* One end's role tells the other's, for ends seen mid-stream. */
+		if (c->role == ROLE_UNKNOWN && peer->role != ROLE_UNKNOWN)
+			c->role = peer->role == ROLE_CLIENT ? ROLE_SERVER : ROLE_CLIENT;
+		else if (peer->role == ROLE_UNKNOWN && c->role != ROLE_UNKNOWN)
+			peer->role = c->role == ROLE_CLIENT ? ROLE_SERVER : ROLE_CLIENT;
+		if (peer->role == ROLE_SERVER)
+			remember_server(ct, peer);
+	}
+	/* Mid-stream ends: a listening local port says which end serves, and a
+	 * server known early names the server of the PostgreSQL statements on
+	 * the connection. */
+	if (c->role == ROLE_UNKNOWN && is_listening(ct, c->laddr, c->lport)) {
+		c->role = ROLE_SERVER;
+		if (c->peer && c->peer->role == ROLE_UNKNOWN)
+			c->peer->role = ROLE_CLIENT;
+	}
+	if (c->role == ROLE_SERVER)
+		remember_server(ct, c);
+}
+
+static uint64_t key_hash(const struct tcpkey *k)
+{
+	uint64_t h = fnv1a(FNV_SEED, &k->client, sizeof(k->client));
+
+	h = fnv1a(h, &k->server, sizeof(k->server));
+	h = fnv1a(h, k->addr, 16);
+	return fnv1a(h, &k->port, sizeof(k->port));
+}
+
+static bool key_eq(const struct tcpkey *a, const struct tcpkey *b)
+{
+	return a->client == b->client && a->server == b->server && a->port == b->port &&
+	       !memcmp(a->addr, b->addr, 16);
+}
+
+static struct tcpagg *agg_lookup(const struct u64map *m, const struct tcpkey *k)
+{
+	struct tcpagg *a = u64map_get(m, key_hash(k));
+
+	for (; a; a = a->next)
+		if (key_eq(&a->key, k))
+			return a;
+	return NULL;
+}
+
+static struct tcpagg *agg_insert(struct u64map *m, const struct tcpkey *k)
+{
+	uint64_t h = key_hash(k);
+	struct tcpagg *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return NULL;
+	a->key = *k;
+	a->next = u64map_get(m, h);
+	if (u64map_put(m, h, a)) {
+		free(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* The aggregate for k, created when it fits: past a limit, or out of
+ * memory, the client's edge to "~other" (or one "~other" edge) instead. */
+static struct tcpagg *agg_get(struct conntrack *ct, struct tcpkey *k)
+{
+	struct tcpagg *a = agg_lookup(&ct->aggs, k);
+	struct service *client = k->client;
+
+	if (a)
+		return a;
+	if (client && client->nservers >= CT_MAX_SERVERS) {
+		ct->dropped[DROP_SERVERS]++;
+		*k = (struct tcpkey){ .client = client };
+		memcpy(k->addr, other_addr, 16);
+		if ((a = agg_lookup(&ct->aggs, k)))
+			return a;
+	}
+	if (ct->naggs >= CT_MAX_EDGES || !(a = agg_insert(&ct->aggs, k))) {
+		ct->dropped[DROP_EDGES]++;
+		*k = (struct tcpkey){ .client = &ct->other };
+		memcpy(k->addr, other_addr, 16);
+		a = agg_lookup(&ct->aggs, k);
+		if (!a && (a = agg_insert(&ct->aggs, k)))
+			ct->naggs++;
+		return a;
+	}
+	ct->naggs++;
+	if (client)
+		client->nservers++;
+	return a;
+}
+
+static void stats_seen(struct tcpstats *s, uint64_t t)
+{
+	if (!s->first_ns || t < s->first_ns)
+		s->first_ns = t;
+	if (t > s->last_ns)
+		s->last_ns = t;
+}
+
+/* The edge an end counts on, or false when it does not count: a server end
+ * whose client end here counts it, or whose client left before we looked. */
+static bool conn_key(const struct conntrack *ct, const struct conn *c, struct tcpkey *k,
+		     int *rolep, bool *client_gone)
+{
+	int role = c->role;
+
+	*client_gone = false;
+	memset(k, 0, sizeof(*k));
+	if (role == ROLE_UNKNOWN)
+		role = is_listening(ct, c->laddr, c->lport) ? ROLE_SERVER : ROLE_CLIENT;
+	*rolep = role;
+	if (role == ROLE_CLIENT) {
+		/* A server end opened before tracing and silent since is not
+		 * seen; the service accepting on that address still is. */
+		k->client = c->svc;
+		k->server = c->peer ? c->peer->svc : conntrack_server(ct, c->raddr, c->rport);
+		if (!k->server)
+			memcpy(k->addr, c->raddr, 16);
+		k->port = c->rport;
+		return true;
+	}
+	if (c->peer_counted || (c->peer && c->peer->role != ROLE_SERVER))
+		return false;
+	/* Its client had closed before we looked: the server only finished
+	 * reading and closing.  Drawing it would invent an external peer; a
+	 * client still there to read what the server sent is drawn. */
+	if (c->peer_closed && !(c->closed && c->bytes_sent > 1)) {
+		*client_gone = true;
+		return false;
+	}
+	k->server = c->svc;
+	memcpy(k->addr, c->raddr, 16);
+	k->port = c->lport;
+	return true;
+}
+
+static void count_conn(struct tcpstats *s, const struct conn *c, int role)
+{
+	s->connections++;
+	stats_seen(s, c->open_ns);
+	stats_seen(s, c->last_ns);
+	if (!c->closed)
+		return;
+	if (role == ROLE_SERVER) {
+		/* Only the server end was seen: its sent is the client's received. */
+		s->bytes_sent += c->bytes_received;
+		s->bytes_received += c->bytes_sent;
+	} else {
+		s->bytes_sent += c->bytes_sent;
+		s->bytes_received += c->bytes_received;
+	}
+	if (c->opened)
+		hist_add(&s->duration, c->last_ns - c->open_ns);
+}
+
+static void free_conn(struct conntrack *ct, struct conn *c)
+{
+	tuple_unlink(ct, c);
+	if (c->peer)
+		c->peer->peer = NULL;
+	free(c);
+}
+
+static void fold(struct conntrack *ct, struct conn *c)
+{
+	struct tcpkey k;
+	struct tcpagg *a;
+	bool gone;
+	int role;
+
+	if (conn_key(ct, c, &k, &role, &gone) && (a = agg_get(ct, &k))) {
+		for (int w = 0; w < STAT_NR; w++)
+			count_conn(&a->st[w], c, role);
+		if (role == ROLE_CLIENT && c->peer)
+			c->peer->peer_counted = true;
+	}
+	ct->client_gone += gone;
+	free_conn(ct, c);
+}
+
+static void close_conn(struct conntrack *ct, const struct conn_event *e)
+{
+	struct conn *c = u64map_del(&ct->open, e->sock);
+
+	if (!c)
+		return;
+	c->closed = true;
+	c->last_ns = e->ts_ns;
+	c->bytes_sent = e->bytes_sent;
+	c->bytes_received = e->bytes_received;
+	if (ct->closed_tail)
+		ct->closed_tail->next_closed = c;
+	else
+		ct->closed_head = c;
+	ct->closed_tail = c;
+	ct->nclosed++;
+}
+
+static void connect_failed(struct conntrack *ct, const struct conn_event *e, struct service *svc)
+{
+	struct tcpkey k = { .client = svc ? svc : &ct->other, .port = e->rport };
+	struct tcpagg *a;
+
+	k.server = conntrack_server(ct, e->raddr, e->rport);
+	if (!k.server)
+		memcpy(k.addr, e->raddr, 16);
+	a = agg_get(ct, &k);
+	if (!a)
+		return;
+	for (int w = 0; w < STAT_NR; w++) {
+		a->st[w].failed++;
+		stats_seen(&a->st[w], e->ts_ns);
+	}
 }
 
 void conntrack_event(struct conntrack *ct, const struct conn_event *e, struct service *svc)
 {
-	struct conn *c;
-
+	if (e->ts_ns > ct->now_ns)
+		ct->now_ns = e->ts_ns;
 	switch (e->type) {
 	case EV_CONNECT:
 	case EV_ACCEPT:
 	case EV_SEEN:
-		c = calloc(1, sizeof(*c));
-		if (!c) {
-			perror("seams: out of memory");
-			exit(1);
-		}
-		c->svc = svc;
-		c->tgid = e->tgid;
-		c->open_ns = c->last_ns = e->ts_ns;
-		memcpy(c->laddr, e->laddr, 16);
-		memcpy(c->raddr, e->raddr, 16);
-		c->lport = e->lport;
-		c->rport = e->rport;
-		c->role = e->type == EV_CONNECT ? ROLE_CLIENT :
-			  e->type == EV_ACCEPT ? ROLE_SERVER : ROLE_UNKNOWN;
-		c->opened = e->type != EV_SEEN;
-		c->peer_closed = e->type == EV_SEEN && e->peer_closed;
-		ct->conns = grow(ct->conns, &ct->capconns, ct->nconns, sizeof(*ct->conns));
-		ct->conns[ct->nconns++] = c;
-		/* A socket address is reused only after its close, which we may
-		 * have missed: the newer connection replaces the older. */
-		if (u64map_put(&ct->open, e->sock, c)) {
-			perror("seams: out of memory");
-			exit(1);
-		}
+		open_conn(ct, e, svc);
 		break;
 	case EV_CLOSE:
-		c = u64map_del(&ct->open, e->sock);
-		if (!c)
-			break;
-		c->closed = true;
-		c->last_ns = e->ts_ns;
-		c->bytes_sent = e->bytes_sent;
-		c->bytes_received = e->bytes_received;
+		close_conn(ct, e);
 		break;
 	case EV_CONNECT_FAIL:
-		ct->fails = grow(ct->fails, &ct->capfails, ct->nfails, sizeof(*ct->fails));
-		ct->fails[ct->nfails++] = (struct conn_failure){
-			.svc = svc, .ts_ns = e->ts_ns, .rport = e->rport,
-		};
-		memcpy(ct->fails[ct->nfails - 1].raddr, e->raddr, 16);
+		connect_failed(ct, e, svc);
 		break;
+	}
+}
+
+void conntrack_tick(struct conntrack *ct, uint64_t now_ns)
+{
+	if (now_ns > ct->now_ns)
+		ct->now_ns = now_ns;
+	while (ct->closed_head && ct->closed_head->last_ns + CT_LINGER_NS <= now_ns) {
+		struct conn *c = ct->closed_head;
+
+		ct->closed_head = c->next_closed;
+		if (!ct->closed_head)
+			ct->closed_tail = NULL;
+		ct->nclosed--;
+		fold(ct, c);
+	}
+}
+
+void conntrack_window_reset(struct conntrack *ct)
+{
+	struct tcpagg *a;
+
+	u64map_for_each(&ct->aggs, i, a)
+		for (; a; a = a->next)
+			memset(&a->st[STAT_WINDOW], 0, sizeof(a->st[STAT_WINDOW]));
+}
+
+static void mark(struct service *s)
+{
+	if (s)
+		s->mark = true;
+}
+
+void conntrack_evict(struct conntrack *ct, uint64_t cutoff)
+{
+	struct u64map keep = { 0 };
+	struct tcpagg *a, *next;
+	struct endpoint *ep;
+	struct service *s;
+	struct conn *c;
+	size_t n = 0;
+
+	u64map_for_each(&ct->services, i, s) {
+		s->mark = false;
+		s->nservers = 0;
+	}
+	/* Rebuild the aggregate index with the ones still in use: chains make
+	 * deleting in place awkward, and a sweep runs once a minute at most. */
+	u64map_for_each(&ct->aggs, i, a)
+		for (; a; a = next) {
+			next = a->next;
+			if (a->st[STAT_TOTAL].last_ns < cutoff) {
+				ct->evicted++;
+				free(a);
+				continue;
+			}
+			a->next = u64map_get(&keep, ct->aggs.keys[i]);
+			if (u64map_put(&keep, ct->aggs.keys[i], a)) {
+				free(a); /* out of memory: its counts are lost, and counted */
+				ct->dropped[DROP_EDGES]++;
+				continue;
+			}
+			n++;
+			mark(a->key.client);
+			mark(a->key.server);
+			if (a->key.client)
+				a->key.client->nservers++;
+		}
+	u64map_free(&ct->aggs);
+	ct->aggs = keep;
+	ct->naggs = n;
+	u64map_for_each(&ct->servers, i, ep) {
+		if (ep->last_ns < cutoff && ep->svc->last_ns < cutoff) {
+			u64map_del(&ct->servers, ct->servers.keys[i]);
+			free(ep);
+			continue;
+		}
+		mark(ep->svc);
+	}
+	u64map_for_each(&ct->open, i, c)
+		mark(c->svc);
+	for (c = ct->closed_head; c; c = c->next_closed)
+		mark(c->svc);
+}
+
+void conntrack_sweep_services(struct conntrack *ct, uint64_t cutoff)
+{
+	struct service *s;
+
+	u64map_for_each(&ct->services, i, s) {
+		if (s->mark || s->last_ns >= cutoff)
+			continue;
+		u64map_del(&ct->services, ct->services.keys[i]);
+		service_free(s);
+		ct->evicted++;
 	}
 }
 
@@ -170,12 +599,7 @@ size_t conntrack_open_count(const struct conntrack *ct)
 
 void conntrack_add_listener(struct conntrack *ct, const uint8_t addr[16], uint16_t port)
 {
-	for (size_t i = 0; i < ct->nlisteners; i++)
-		if (ct->listeners[i].port == port && !memcmp(ct->listeners[i].addr, addr, 16))
-			return;
-	ct->listeners = grow(ct->listeners, &ct->caplisteners, ct->nlisteners, sizeof(*ct->listeners));
-	memcpy(ct->listeners[ct->nlisteners].addr, addr, 16);
-	ct->listeners[ct->nlisteners++].port = port;
+	u64map_put(&ct->listeners, endpoint_hash(addr, port), (void *)1);
 }
 
 /* /proc/net/tcp prints each 32-bit word of the address in host order. */
@@ -213,27 +637,10 @@ static void load_listeners_file(struct conntrack *ct, const char *path, int word
 
 int conntrack_load_listeners(struct conntrack *ct)
 {
+	u64map_free(&ct->listeners);
 	load_listeners_file(ct, "/proc/net/tcp", 1);
 	load_listeners_file(ct, "/proc/net/tcp6", 4);
 	return 0;
-}
-
-static const uint8_t any6[16];
-static const uint8_t any4[16] = { [10] = 0xff, [11] = 0xff };
-
-static bool is_listening(const struct conntrack *ct, const uint8_t addr[16], uint16_t port)
-{
-	for (size_t i = 0; i < ct->nlisteners; i++) {
-		const struct listener *l = &ct->listeners[i];
-
-		if (l->port != port)
-			continue;
-		/* A wildcard listener takes any local address; "::" takes IPv4 too. */
-		if (!memcmp(l->addr, addr, 16) || !memcmp(l->addr, any6, 16) ||
-		    (!memcmp(l->addr, any4, 16) && !memcmp(addr, any4, 12)))
-			return true;
-	}
-	return false;
 }
 
 void addr_format(const uint8_t addr[16], int port, char *buf, size_t len)
@@ -241,7 +648,9 @@ void addr_format(const uint8_t addr[16], int port, char *buf, size_t len)
 	char a[INET6_ADDRSTRLEN];
 	bool v4 = !memcmp(addr, any4, 12);
 
-	if (v4)
+	if (!memcmp(addr, other_addr, 16))
+		snprintf(a, sizeof(a), "~other");
+	else if (v4)
 		inet_ntop(AF_INET, addr + 12, a, sizeof(a));
 	else
 		inet_ntop(AF_INET6, addr, a, sizeof(a));
@@ -253,45 +662,73 @@ void addr_format(const uint8_t addr[16], int port, char *buf, size_t len)
 		snprintf(buf, len, "[%s]:%d", a, port);
 }
 
-static uint64_t tuple_hash(const uint8_t la[16], uint16_t lp, const uint8_t ra[16], uint16_t rp)
+/* ---- reading: graphs and metrics ------------------------------------------ */
+
+void conntrack_for_each_edge(const struct conntrack *ct, int which,
+			     void (*fn)(void *ctx, const struct tcpagg *a), void *ctx)
 {
-	uint64_t h = fnv1a(FNV_SEED, la, 16);
+	struct u64map live = { 0 };
+	struct tcpagg *a, *t, *next;
+	struct conn *c;
+	struct tcpkey k;
+	bool gone;
+	int role;
 
-	h = fnv1a(h, &lp, sizeof(lp));
-	h = fnv1a(h, ra, 16);
-	return fnv1a(h, &rp, sizeof(rp));
-}
+	/* Open and waiting ends count as if they closed now, on copies of
+	 * their aggregates: reading never changes what is read. */
+	for (int pass = 0; pass < 2; pass++) {
+		const struct u64map *src = pass ? NULL : &ct->open;
 
-/* The server end of client connection c: same tuple seen from the other
- * side; when a tuple was reused, the one opened closest in time. */
-static struct conn *find_server(struct u64map *index, const struct conn *c)
-{
-	struct conn *best = NULL, *s;
-	uint64_t best_d = UINT64_MAX;
-
-	for (s = u64map_get(index, tuple_hash(c->raddr, c->rport, c->laddr, c->lport)); s;
-	     s = s->next_same_tuple) {
-		uint64_t d = s->open_ns > c->open_ns ? s->open_ns - c->open_ns : c->open_ns - s->open_ns;
-
-		if (s->matched || s->lport != c->rport || s->rport != c->lport ||
-		    memcmp(s->laddr, c->raddr, 16) || memcmp(s->raddr, c->laddr, 16))
-			continue;
-		if (d < best_d) {
-			best = s;
-			best_d = d;
+		for (size_t i = 0;; i++) {
+			if (src) {
+				if (i >= src->cap)
+					break;
+				if (!(c = u64map_slot(src, i)))
+					continue;
+			} else {
+				c = i ? c->next_closed : ct->closed_head;
+				if (!c)
+					break;
+			}
+			if (!conn_key(ct, c, &k, &role, &gone))
+				continue;
+			t = agg_lookup(&live, &k);
+			if (!t) {
+				t = agg_insert(&live, &k);
+				if (!t)
+					continue;
+				a = agg_lookup(&ct->aggs, &k);
+				if (a)
+					t->st[which] = a->st[which];
+			}
+			count_conn(&t->st[which], c, role);
 		}
 	}
-	return best;
+	u64map_for_each(&ct->aggs, i, a)
+		for (; a; a = a->next)
+			if (!agg_lookup(&live, &a->key))
+				fn(ctx, a);
+	u64map_for_each(&live, i, t)
+		for (; t; t = next) {
+			next = t->next;
+			fn(ctx, t);
+		}
+	aggs_free(&live);
 }
 
-struct samples {
-	double *v;
-	size_t n, cap;
-};
-
-static const char *node_id(json_t *node)
+uint64_t conntrack_client_gone(const struct conntrack *ct)
 {
-	return json_string_value(json_object_get(node, "id"));
+	uint64_t n = ct->client_gone;
+	struct conn *c;
+	struct tcpkey k;
+	bool gone;
+	int role;
+
+	for (c = ct->closed_head; c; c = c->next_closed) {
+		conn_key(ct, c, &k, &role, &gone);
+		n += gone;
+	}
+	return n;
 }
 
 json_t *conntrack_node(struct graph *g, const struct service *s)
@@ -303,43 +740,7 @@ json_t *conntrack_node(struct graph *g, const struct service *s)
 	return node;
 }
 
-/* Count one connection from client node to server node on port. */
-static void add_connection(struct graph *g, struct u64map *durations, json_t *from, json_t *to,
-			   const struct conn *client_view, uint16_t port, int64_t off)
-{
-	json_t *e = graph_edge(g, node_id(from), node_id(to), "tcp");
-	const struct conn *c = client_view;
-
-	json_object_set_new(e, "port", json_integer(port));
-	json_count_add(e, "connections", 1);
-	graph_seen(e, c->open_ns + off);
-	graph_seen(e, c->last_ns + off);
-	if (!c->closed)
-		return;
-	if (c->role == ROLE_SERVER) {
-		/* Only the server end was seen: its sent is the client's received. */
-		json_count_add(e, "bytes_sent", (json_int_t)c->bytes_received);
-		json_count_add(e, "bytes_received", (json_int_t)c->bytes_sent);
-	} else {
-		json_count_add(e, "bytes_sent", (json_int_t)c->bytes_sent);
-		json_count_add(e, "bytes_received", (json_int_t)c->bytes_received);
-	}
-	if (c->opened) {
-		struct samples *s = u64map_get(durations, (uintptr_t)e);
-
-		if (!s) {
-			s = calloc(1, sizeof(*s));
-			if (!s || u64map_put(durations, (uintptr_t)e, s)) {
-				perror("seams: out of memory");
-				exit(1);
-			}
-		}
-		s->v = grow(s->v, &s->cap, s->n, sizeof(*s->v));
-		s->v[s->n++] = (double)(c->last_ns - c->open_ns) / 1e6;
-	}
-}
-
-static json_t *remote_node(struct graph *g, const uint8_t addr[16], int port)
+json_t *conntrack_remote_node(struct graph *g, const uint8_t addr[16], int port)
 {
 	char a[64];
 
@@ -347,129 +748,56 @@ static json_t *remote_node(struct graph *g, const uint8_t addr[16], int port)
 	return graph_external(g, a, port > 0 ? (uint16_t)port : 0);
 }
 
-struct conn *conntrack_find(struct conntrack *ct, const uint8_t laddr[16], uint16_t lport,
-			    const uint8_t raddr[16], uint16_t rport)
-{
-	for (size_t i = ct->nconns; i-- > 0;) {
-		struct conn *c = ct->conns[i];
+struct render {
+	struct graph *g;
+	int which;
+	int64_t off;
+	struct u64map hists; /* edge json -> merged duration histogram */
+};
 
-		if (c->lport == lport && c->rport == rport && !memcmp(c->laddr, laddr, 16) &&
-		    !memcmp(c->raddr, raddr, 16))
-			return c;
+static const char *node_id(json_t *node)
+{
+	return json_string_value(json_object_get(node, "id"));
+}
+
+static void render_edge(void *ctx, const struct tcpagg *a)
+{
+	struct render *r = ctx;
+	const struct tcpstats *s = &a->st[r->which];
+	json_t *from, *to, *e;
+
+	if (!s->connections && !s->failed)
+		return;
+	from = a->key.client ? conntrack_node(r->g, a->key.client) : conntrack_remote_node(r->g, a->key.addr, -1);
+	to = a->key.server ? conntrack_node(r->g, a->key.server) :
+			     conntrack_remote_node(r->g, a->key.addr, a->key.port);
+	e = graph_edge(r->g, node_id(from), node_id(to), "tcp");
+	json_object_set_new(e, "port", json_integer(a->key.port));
+	json_count_add(e, "connections", (json_int_t)s->connections);
+	if (s->failed)
+		json_count_add(e, "failed_connections", (json_int_t)s->failed);
+	if (s->bytes_sent || s->bytes_received) {
+		json_count_add(e, "bytes_sent", (json_int_t)s->bytes_sent);
+		json_count_add(e, "bytes_received", (json_int_t)s->bytes_received);
 	}
-	return NULL;
-}
-
-static uint64_t endpoint_hash(const uint8_t addr[16], uint16_t port)
-{
-	return fnv1a(fnv1a(FNV_SEED, addr, 16), &port, sizeof(port));
-}
-
-/* One server end per local address:port, for conntrack_server(). */
-static void index_servers(struct conntrack *ct)
-{
-	for (size_t i = 0; i < ct->nconns; i++) {
-		struct conn *c = ct->conns[i];
-
-		if (c->role == ROLE_SERVER && !u64map_get(&ct->servers, endpoint_hash(c->laddr, c->lport)) &&
-		    u64map_put(&ct->servers, endpoint_hash(c->laddr, c->lport), c)) {
-			perror("seams: out of memory");
-			exit(1);
-		}
+	if (s->first_ns) {
+		graph_seen(e, s->first_ns + r->off);
+		graph_seen(e, s->last_ns + r->off);
 	}
+	if (s->duration.count)
+		graph_edge_hist_merge(&r->hists, e, &s->duration);
 }
 
-struct service *conntrack_server(struct conntrack *ct, const uint8_t addr[16], uint16_t port)
+void conntrack_to_graph(const struct conntrack *ct, struct graph *g, int which, int64_t off)
 {
-	struct conn *s = u64map_get(&ct->servers, endpoint_hash(addr, port));
-
-	/* A hash collision between two endpoints only costs the lookup. */
-	return s && s->lport == port && !memcmp(s->laddr, addr, 16) ? s->svc : NULL;
-}
-
-void conntrack_to_graph(struct conntrack *ct, struct graph *g, int64_t off)
-{
-	struct u64map index = { 0 }, durations = { 0 };
-	struct samples *s;
+	struct render r = { .g = g, .which = which, .off = off };
+	struct endpoint *ep;
 	char buf[96];
 
-	for (size_t i = 0; i < ct->nconns; i++)
-		if (ct->conns[i]->role == ROLE_SERVER)
-			conntrack_add_listener(ct, ct->conns[i]->laddr, ct->conns[i]->lport);
-	/* A connection seen only mid-stream: the end on a listening port serves. */
-	for (size_t i = 0; i < ct->nconns; i++) {
-		struct conn *c = ct->conns[i];
-
-		if (c->role == ROLE_UNKNOWN)
-			c->role = is_listening(ct, c->laddr, c->lport) ? ROLE_SERVER : ROLE_CLIENT;
+	u64map_for_each(&ct->servers, i, ep) {
+		addr_format(ep->addr, ep->port, buf, sizeof(buf));
+		graph_node_add_string(conntrack_node(g, ep->svc), "listens", buf);
 	}
-	index_servers(ct);
-	for (size_t i = 0; i < ct->nconns; i++) {
-		struct conn *c = ct->conns[i];
-		uint64_t h;
-
-		if (c->role != ROLE_SERVER)
-			continue;
-		addr_format(c->laddr, c->lport, buf, sizeof(buf));
-		graph_node_add_string(conntrack_node(g, c->svc), "listens", buf);
-		h = tuple_hash(c->laddr, c->lport, c->raddr, c->rport);
-		c->next_same_tuple = u64map_get(&index, h);
-		if (u64map_put(&index, h, c)) {
-			perror("seams: out of memory");
-			exit(1);
-		}
-	}
-	for (size_t i = 0; i < ct->nconns; i++) {
-		struct conn *c = ct->conns[i], *srv;
-
-		if (c->role != ROLE_CLIENT)
-			continue;
-		struct service *to;
-
-		srv = find_server(&index, c);
-		if (srv)
-			srv->matched = true;
-		/* A server end opened before the capture and silent during it is
-		 * not seen; the service accepting on that address still is. */
-		to = srv ? srv->svc : conntrack_server(ct, c->raddr, c->rport);
-		add_connection(g, &durations, conntrack_node(g, c->svc),
-			       to ? conntrack_node(g, to) : remote_node(g, c->raddr, c->rport),
-			       c, c->rport, off);
-	}
-	for (size_t i = 0; i < ct->nconns; i++) {
-		struct conn *c = ct->conns[i];
-
-		if (c->role != ROLE_SERVER || c->matched)
-			continue;
-		/* Its client had closed before the capture and was never seen:
-		 * the server only finished reading and closing.  Drawing it would
-		 * invent an external peer; a client still there to read what
-		 * the server sent is drawn. */
-		if (c->peer_closed && !(c->closed && c->bytes_sent > 1)) {
-			ct->client_gone++;
-			continue;
-		}
-		add_connection(g, &durations, remote_node(g, c->raddr, -1), conntrack_node(g, c->svc),
-			       c, c->lport, off);
-	}
-	for (size_t i = 0; i < ct->nfails; i++) {
-		struct conn_failure *f = &ct->fails[i];
-		struct service *srv = conntrack_server(ct, f->raddr, f->rport);
-		json_t *to = srv ? conntrack_node(g, srv) : remote_node(g, f->raddr, f->rport);
-		json_t *e = graph_edge(g, node_id(conntrack_node(g, f->svc)), node_id(to), "tcp");
-
-		json_object_set_new(e, "port", json_integer(f->rport));
-		if (!json_object_get(e, "connections"))
-			json_object_set_new(e, "connections", json_integer(0));
-		json_count_add(e, "failed_connections", 1);
-		graph_seen(e, f->ts_ns + off);
-	}
-	u64map_for_each(&durations, i, s) {
-		json_object_set_new((json_t *)(uintptr_t)durations.keys[i], "duration_ms",
-				    graph_percentiles(s->v, s->n));
-		free(s->v);
-		free(s);
-	}
-	u64map_free(&durations);
-	u64map_free(&index);
+	conntrack_for_each_edge(ct, which, render_edge, &r);
+	graph_edge_hists_finish(&r.hists, "duration_ms");
 }

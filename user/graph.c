@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "graph.h"
+#include "hist.h"
+#include "u64map.h"
 
 struct graph {
 	json_t *doc;
@@ -443,6 +445,31 @@ json_t *graph_percentiles(double *samples_ms, size_t n)
 			 "p95", percentile(samples_ms, n, 95),
 			 "p99", percentile(samples_ms, n, 99),
 			 "count", (json_int_t)n);
+}
+
+void graph_edge_hist_merge(struct u64map *m, json_t *edge, const struct hist *h)
+{
+	struct hist *acc = u64map_get(m, (uintptr_t)edge);
+
+	if (!acc) {
+		acc = calloc(1, sizeof(*acc));
+		if (!acc || u64map_put(m, (uintptr_t)edge, acc)) {
+			free(acc);
+			return;
+		}
+	}
+	hist_merge(acc, h);
+}
+
+void graph_edge_hists_finish(struct u64map *m, const char *field)
+{
+	struct hist *acc;
+
+	u64map_for_each(m, i, acc) {
+		json_object_set_new((json_t *)(uintptr_t)m->keys[i], field, hist_json_ms(acc));
+		free(acc);
+	}
+	u64map_free(m);
 }
 
 /* ---- writing ---------------------------------------------------------- */

@@ -49,6 +49,13 @@ void graph_format_time(uint64_t realtime_ns, char *buf, size_t len);
 /* {"p50","p95","p99","count"} from n samples in milliseconds (sorts them). */
 json_t *graph_percentiles(double *samples_ms, size_t n);
 
+/* Several aggregates can draw one edge: their histograms add up in m (edge
+ * -> histogram) until finish sets each edge's field and empties m. */
+struct u64map;
+struct hist;
+void graph_edge_hist_merge(struct u64map *m, json_t *edge, const struct hist *h);
+void graph_edge_hists_finish(struct u64map *m, const char *field);
+
 /* Write atomically: a temporary file in the same directory, fsync, rename.
  * path "-" writes to stdout.  Returns 0, or -1 with a one-line reason in err. */
 int graph_write(struct graph *g, const char *path, char *err, size_t errlen);

@@ -1,7 +1,7 @@
 /* PostgreSQL tracking: each connection's framed bytes go through its own
  * decoder; each statement is turned into tables (cached by text) and counted
- * on one aggregate per (client service, server, database, table).  Only the
- * normalized, literal-free statement text is ever kept. */
+ * on its aggregate.  Only the normalized, literal-free statement text is
+ * ever kept. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,58 +13,23 @@
 #include "pgwire.h"
 #include "sqltables.h"
 
-#define LATENCY_SAMPLES 8192 /* reservoir per aggregate */
 #define SQL_CACHE_SIZE  8192
+#define DB_RETRY_NS     1000000000ULL /* between looks at a backend's title */
 
 struct pgconn {
 	struct pgtrack *pt;
 	struct pg_conn *dec;
 	struct service *client;
+	struct service *unix_server;
 	char *server;   /* "ADDR:PORT" or "unix:PATH" */
 	uint8_t addr[16], laddr[16];
 	uint16_t port, lport;
 	bool synced;    /* seen from its startup message */
 	bool terminated;/* sent Terminate: let go after this event */
 	char *dbname;
-	struct u64map aggs; /* hash of table name -> its aggregate, a shortcut */
+	uint64_t last_ns, db_tried_ns;
+	struct u64map aggs; /* a shortcut to its aggregates; emptied by sweeps */
 };
-
-struct sqlagg {
-	struct sqlagg *next;  /* hash chain */
-	char *key;
-	struct service *client;
-	char *server;
-	uint8_t addr[16];
-	uint16_t port;
-	char *dbname;
-	char *table;          /* NULL: statements that touch no table */
-	json_t *ops, *access, *errors, *stmts;
-	double *lat;
-	size_t nlat;
-	uint64_t seen_lat, encrypted, first_ns, last_ns;
-};
-
-static void *xcalloc(size_t n, size_t sz)
-{
-	void *p = calloc(n, sz);
-
-	if (!p) {
-		perror("seams: out of memory");
-		exit(1);
-	}
-	return p;
-}
-
-static char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-
-	if (!p) {
-		perror("seams: out of memory");
-		exit(1);
-	}
-	return p;
-}
 
 int pgtrack_init(struct pgtrack *pt, struct conntrack *ct)
 {
@@ -85,6 +50,18 @@ static void conn_free(struct pgtrack *pt, struct pgconn *pc)
 	free(pc);
 }
 
+static void agg_free(struct sqlagg *a)
+{
+	for (size_t i = 0; i < a->nstmts; i++)
+		free(a->stmts[i].text);
+	free(a->key);
+	free(a->server);
+	free(a->dbname);
+	free(a->table);
+	free(a->kind);
+	free(a);
+}
+
 void pgtrack_free(struct pgtrack *pt)
 {
 	struct pgconn *pc;
@@ -93,22 +70,15 @@ void pgtrack_free(struct pgtrack *pt)
 	u64map_for_each(&pt->conns, i, pc)
 		conn_free(pt, pc);
 	u64map_free(&pt->conns);
-	u64map_for_each(&pt->aggs, i, a) {
+	u64map_for_each(&pt->aggs, i, a)
 		for (; a; a = next) {
 			next = a->next;
-			json_decref(a->ops);
-			json_decref(a->access);
-			json_decref(a->errors);
-			json_decref(a->stmts);
-			free(a->lat);
-			free(a->key);
-			free(a->server);
-			free(a->dbname);
-			free(a->table);
-			free(a);
+			agg_free(a);
 		}
-	}
 	u64map_free(&pt->aggs);
+	u64map_free(&pt->tables);
+	u64map_free(&pt->dbtables);
+	u64map_free(&pt->unix_servers);
 	sql_cache_free(pt->cache);
 }
 
@@ -122,16 +92,13 @@ uint64_t pgtrack_undecodable(const struct pgtrack *pt)
 	return n;
 }
 
-static uint64_t fnv1a(const char *s)
+static uint64_t hash_str(uint64_t h, const char *s)
 {
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (; *s; s++)
-		h = (h ^ (uint8_t)*s) * 0x100000001b3ULL;
-	return h;
+	/* The separator keeps ("ab", "c") apart from ("a", "bc"). */
+	return fnv1a(h, s ? s : "", s ? strlen(s) + 1 : 1);
 }
 
-/* A connection opened before the capture never shows its database on the
+/* A connection opened before tracing never shows its database on the
  * wire.  When the server runs here, its backend's process title does:
  * "postgres: [CLUSTER: ]USER DATABASE HOST(PORT) STATE". */
 static char *backend_database(struct pgconn *pc)
@@ -158,102 +125,177 @@ static char *backend_database(struct pgconn *pc)
 		return NULL;
 	if (user[strlen(user) - 1] == ':' && sscanf(p, "%*s %127s %127s", user, db) != 2)
 		return NULL;
-	return xstrdup(db);
+	return strdup(db);
 }
 
-/* The aggregate for this connection's client, server and database, and
- * table, shared by every connection with the same four. */
-static struct sqlagg *agg_find(struct pgconn *pc, const char *table)
+/* Past PG_MAX_TABLES distinct tables in one database, further ones are
+ * counted as "~other". */
+static const char *table_name(struct pgtrack *pt, const char *server, const char *db, const char *table)
+{
+	uint64_t hdb = hash_str(hash_str(FNV_SEED, server), db);
+	uint64_t ht = hash_str(hdb, table);
+	uintptr_t n;
+
+	if (!table || u64map_get(&pt->tables, ht))
+		return table;
+	n = (uintptr_t)u64map_get(&pt->dbtables, hdb);
+	if (n >= PG_MAX_TABLES) {
+		pt->ct->dropped[DROP_TABLES]++;
+		return "~other";
+	}
+	if (u64map_put(&pt->tables, ht, (void *)1) || u64map_put(&pt->dbtables, hdb, (void *)(n + 1)))
+		return "~other";
+	return table;
+}
+
+static struct sqlagg *agg_new(struct pgconn *pc, char *key, const char *db, const char *table,
+			      const char *kind, const char *sqlstate)
+{
+	struct sqlagg *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return NULL;
+	a->key = key;
+	a->client = pc->client;
+	a->unix_server = pc->unix_server;
+	a->server = strdup(pc->server);
+	memcpy(a->addr, pc->addr, 16);
+	a->port = pc->port;
+	a->dbname = strdup(db);
+	a->table = table ? strdup(table) : NULL;
+	a->kind = kind ? strdup(kind) : NULL;
+	snprintf(a->sqlstate, sizeof(a->sqlstate), "%s", sqlstate ? sqlstate : "");
+	if (!a->server || !a->dbname || (table && !a->table) || (kind && !a->kind)) {
+		a->key = NULL;
+		agg_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+/* The aggregate for this connection's client, server and database and the
+ * given table, operation and outcome, shared by every connection with the
+ * same six.  NULL only when out of memory (the statement is then lost, and
+ * counted as a dropped series). */
+static struct sqlagg *agg_find(struct pgconn *pc, const char *table, const char *kind, const char *sqlstate)
 {
 	struct pgtrack *pt = pc->pt;
 	const char *db = pc->dbname ? pc->dbname : "unknown";
+	struct sqlagg *head, *a;
 	char *key;
 	uint64_t h;
-	struct sqlagg *head, *a;
 
-	if (asprintf(&key, "%s\x1f%s\x1f%s\x1f%s", pc->client->name, pc->server, db,
-		     table ? table : "") < 0) {
-		perror("seams: out of memory");
-		exit(1);
+	table = table_name(pt, pc->server, db, table);
+	if (pt->naggs >= PG_MAX_AGGS) {
+		pt->ct->dropped[DROP_SQL_SERIES]++;
+		table = "~other";
+		kind = "~other";
+		sqlstate = NULL;
 	}
-	h = fnv1a(key);
+	if (asprintf(&key, "%s\x1f%s\x1f%s\x1f%s\x1f%s\x1f%s", pc->client->name, pc->server, db,
+		     table ? table : "", kind ? kind : "", sqlstate ? sqlstate : "") < 0)
+		return NULL;
+	h = hash_str(FNV_SEED, key);
 	head = u64map_get(&pt->aggs, h);
 	for (a = head; a; a = a->next)
 		if (!strcmp(a->key, key)) {
 			free(key);
 			return a;
 		}
-	a = xcalloc(1, sizeof(*a));
-	a->key = key;
-	a->client = pc->client;
-	a->server = xstrdup(pc->server);
-	memcpy(a->addr, pc->addr, 16);
-	a->port = pc->port;
-	a->dbname = xstrdup(db);
-	a->table = table ? xstrdup(table) : NULL;
-	a->ops = json_object();
-	a->access = json_object();
-	a->errors = json_object();
-	a->stmts = json_object();
+	a = agg_new(pc, key, db, table, kind, sqlstate);
+	if (!a) {
+		free(key);
+		pt->ct->dropped[DROP_SQL_SERIES]++;
+		return NULL;
+	}
 	a->next = head;
 	if (u64map_put(&pt->aggs, h, a)) {
-		perror("seams: out of memory");
-		exit(1);
+		agg_free(a);
+		pt->ct->dropped[DROP_SQL_SERIES]++;
+		return NULL;
 	}
+	pt->naggs++;
 	return a;
 }
 
-/* The hot path: one lookup in the connection's own small map, keyed by the
- * table name, before the shared one. */
-static struct sqlagg *agg_get(struct pgconn *pc, const char *table)
+/* The hot path: one lookup in the connection's own small map before the
+ * shared one. */
+static struct sqlagg *agg_get(struct pgconn *pc, const char *table, const char *kind, const char *sqlstate)
 {
-	uint64_t h = fnv1a(table ? table : "");
+	uint64_t h = hash_str(hash_str(hash_str(FNV_SEED, table), kind), sqlstate);
 	struct sqlagg *a = u64map_get(&pc->aggs, h);
 
-	if (a && (a->table ? table && !strcmp(a->table, table) : !table))
+	if (a && (a->table ? table && !strcmp(a->table, table) : !table) &&
+	    (a->kind ? kind && !strcmp(a->kind, kind) : !kind) &&
+	    !strcmp(a->sqlstate, sqlstate ? sqlstate : ""))
 		return a;
-	if (!pc->dbname && !pc->synced && strncmp(pc->server, "unix:", 5))
+	/* Until the database is known, look again now and then: a backend's
+	 * end may be reported just after its client's first statement. */
+	if (!pc->dbname && !pc->synced && !pc->unix_server && strncmp(pc->server, "unix:", 5) &&
+	    (!pc->db_tried_ns || pc->last_ns - pc->db_tried_ns >= DB_RETRY_NS)) {
+		pc->db_tried_ns = pc->last_ns ? pc->last_ns : 1;
 		pc->dbname = backend_database(pc);
-	a = agg_find(pc, table);
-	if (u64map_put(&pc->aggs, h, a)) {
-		perror("seams: out of memory");
-		exit(1);
+		if (pc->dbname)
+			u64map_free(&pc->aggs);
 	}
+	a = agg_find(pc, table, kind, sqlstate);
+	/* An aggregate under "unknown" is not remembered: the next statement
+	 * looks for the database again. */
+	if (a && pc->dbname)
+		u64map_put(&pc->aggs, h, a); /* a shortcut only: failing costs a lookup */
 	return a;
 }
 
-static void agg_record(struct sqlagg *a, const char *kind, int access, const char *normalized,
+static void stmt_record(struct pgtrack *pt, struct sqlagg *a, const struct sql_info *info)
+{
+	struct sqlstmt *s = NULL;
+
+	for (size_t i = 0; i < a->nstmts; i++)
+		if (a->stmts[i].hash == info->normalized_hash && !strcmp(a->stmts[i].text, info->normalized)) {
+			s = &a->stmts[i];
+			break;
+		}
+	if (!s && a->nstmts < PG_MAX_STMTS) {
+		char *text = strdup(info->normalized);
+
+		if (text) {
+			s = &a->stmts[a->nstmts++];
+			s->text = text;
+			s->hash = info->normalized_hash;
+		}
+	}
+	for (int w = 0; w < STAT_NR; w++) {
+		if (s)
+			s->n[w]++;
+		else
+			a->st[w].other_stmts++;
+	}
+	if (!s)
+		pt->ct->dropped[DROP_STATEMENTS]++;
+}
+
+static void agg_record(struct pgtrack *pt, struct sqlagg *a, int access, const struct sql_info *info,
 		       const struct pg_stmt *st)
 {
-	double ms = st->end_ns > st->start_ns ? (double)(st->end_ns - st->start_ns) / 1e6 : 0;
+	uint64_t ns = st->end_ns > st->start_ns ? st->end_ns - st->start_ns : 0;
 
-	json_count_add(a->ops, kind, 1);
-	if (access & TABLE_READ)
-		json_count_add(a->access, "read", 1);
-	if (access & TABLE_WRITE)
-		json_count_add(a->access, "write", 1);
-	if (access & TABLE_DDL)
-		json_count_add(a->access, "ddl", 1);
-	if (st->sqlstate)
-		json_count_add(a->errors, st->sqlstate, 1);
-	if (normalized)
-		json_count_add(a->stmts, normalized, 1);
-	/* Reservoir sampling keeps percentiles honest over long captures. */
-	if (!a->lat)
-		a->lat = xcalloc(LATENCY_SAMPLES, sizeof(*a->lat));
-	if (a->nlat < LATENCY_SAMPLES) {
-		a->lat[a->nlat++] = ms;
-	} else {
-		uint64_t j = (uint64_t)random() % (a->seen_lat + 1);
+	if (!a)
+		return;
+	for (int w = 0; w < STAT_NR; w++) {
+		struct sqlstats *s = &a->st[w];
 
-		if (j < LATENCY_SAMPLES)
-			a->lat[j] = ms;
+		s->count++;
+		s->reads += !!(access & TABLE_READ);
+		s->writes += !!(access & TABLE_WRITE);
+		s->ddl += !!(access & TABLE_DDL);
+		hist_add(&s->latency, ns);
+		if (!s->first_ns || st->start_ns < s->first_ns)
+			s->first_ns = st->start_ns;
+		if (st->end_ns > s->last_ns)
+			s->last_ns = st->end_ns;
 	}
-	a->seen_lat++;
-	if (!a->first_ns || st->start_ns < a->first_ns)
-		a->first_ns = st->start_ns;
-	if (st->end_ns > a->last_ns)
-		a->last_ns = st->end_ns;
+	if (info && info->normalized)
+		stmt_record(pt, a, info);
 }
 
 static void on_startup(void *ctx, const char *user, const char *database, const char *app)
@@ -263,15 +305,25 @@ static void on_startup(void *ctx, const char *user, const char *database, const 
 	free(pc->dbname);
 	u64map_free(&pc->aggs);
 	/* libpq's default database is the user's name. */
-	pc->dbname = database && *database ? xstrdup(database) : user && *user ? xstrdup(user) : NULL;
+	pc->dbname = database && *database ? strdup(database) : user && *user ? strdup(user) : NULL;
 }
 
 static void on_encrypted(void *ctx)
 {
 	struct pgconn *pc = ctx;
+	struct sqlagg *a;
 
 	pc->pt->encrypted_connections++;
-	agg_get(pc, NULL)->encrypted++;
+	a = agg_get(pc, NULL, NULL, NULL);
+	if (!a)
+		return;
+	for (int w = 0; w < STAT_NR; w++) {
+		a->st[w].encrypted++;
+		if (!a->st[w].first_ns)
+			a->st[w].first_ns = pc->last_ns;
+		if (pc->last_ns > a->st[w].last_ns)
+			a->st[w].last_ns = pc->last_ns;
+	}
 }
 
 static void on_statement(void *ctx, const struct pg_stmt *st)
@@ -283,15 +335,15 @@ static void on_statement(void *ctx, const struct pg_stmt *st)
 	pt->statements++;
 	if (!st->sql) {
 		pt->unknown_statements++;
-		agg_record(agg_get(pc, NULL), "UNKNOWN", 0, NULL, st);
+		agg_record(pt, agg_get(pc, NULL, "UNKNOWN", st->sqlstate), 0, NULL, st);
 		return;
 	}
 	info = sql_cache_lookup(pt->cache, st->sql);
 	if (!info->ntables)
-		agg_record(agg_get(pc, NULL), info->kind, 0, info->normalized, st);
+		agg_record(pt, agg_get(pc, NULL, info->kind, st->sqlstate), 0, info, st);
 	for (size_t i = 0; i < info->ntables; i++)
-		agg_record(agg_get(pc, info->tables[i].name), info->kind, info->tables[i].access,
-			   info->normalized, st);
+		agg_record(pt, agg_get(pc, info->tables[i].name, info->kind, st->sqlstate),
+			   info->tables[i].access, info, st);
 }
 
 static void on_terminate(void *ctx)
@@ -306,15 +358,43 @@ static const struct pg_callbacks callbacks = {
 	.terminate = on_terminate,
 };
 
+/* Who listens on a Unix socket path, looked up once per path (until the
+ * next sweep): the lookup walks every process's descriptors. */
+static struct service no_listener;
+
+static struct service *unix_server(struct pgtrack *pt, const char *path)
+{
+	uint64_t h = hash_str(FNV_SEED, path);
+	struct service *s = u64map_get(&pt->unix_servers, h);
+	char cgroup[4096], comm[64], name[256];
+
+	if (s)
+		return s == &no_listener ? NULL : s;
+	if (cg_unix_listener(path, cgroup, sizeof(cgroup), comm, sizeof(comm))) {
+		u64map_put(&pt->unix_servers, h, &no_listener);
+		return NULL;
+	}
+	cg_service_name(cgroup, comm, name, sizeof(name));
+	s = conntrack_service(pt->ct, name, cgroup, comm);
+	u64map_put(&pt->unix_servers, h, s);
+	return s;
+}
+
 void pgtrack_open(struct pgtrack *pt, const struct pg_open_event *e, struct service *client)
 {
-	struct pgconn *pc = xcalloc(1, sizeof(*pc)), *old;
+	struct pgconn *pc = calloc(1, sizeof(*pc)), *old;
 	char buf[PG_PATH_MAX + 8];
 
+	if (!pc) {
+		pt->ct->dropped[DROP_CONNS]++;
+		return;
+	}
 	pc->pt = pt;
 	pc->client = client;
+	pc->last_ns = e->ts_ns;
 	if (e->family == AF_UNIX) {
 		snprintf(buf, sizeof(buf), "unix:%.*s", PG_PATH_MAX, e->path);
+		pc->unix_server = unix_server(pt, buf + 5);
 	} else {
 		memcpy(pc->addr, e->raddr, 16);
 		memcpy(pc->laddr, e->laddr, 16);
@@ -322,20 +402,25 @@ void pgtrack_open(struct pgtrack *pt, const struct pg_open_event *e, struct serv
 		pc->lport = e->lport;
 		addr_format(e->raddr, e->rport, buf, sizeof(buf));
 	}
-	pc->server = xstrdup(buf);
+	pc->server = strdup(buf);
 	pc->synced = e->synced;
 	pc->dec = pg_conn_new(&callbacks, pc, e->synced);
-	if (!pc->dec) {
-		perror("seams: out of memory");
-		exit(1);
+	if (!pc->server || !pc->dec) {
+		free(pc->server);
+		pg_conn_free(pc->dec);
+		free(pc);
+		pt->ct->dropped[DROP_CONNS]++;
+		return;
 	}
 	/* The kernel reuses a socket's address only after its close. */
 	old = u64map_get(&pt->conns, e->sock);
 	if (old)
 		conn_free(pt, old);
 	if (u64map_put(&pt->conns, e->sock, pc)) {
-		perror("seams: out of memory");
-		exit(1);
+		u64map_del(&pt->conns, e->sock);
+		conn_free(pt, pc);
+		pt->ct->dropped[DROP_CONNS]++;
+		return;
 	}
 	pt->connections++;
 }
@@ -349,6 +434,7 @@ static void chunk(struct pgtrack *pt, const struct pg_data_event *e, const uint8
 
 	if (!pc || !e->nsegs)
 		return;
+	pc->last_ns = e->ts_ns;
 	for (uint32_t i = 0; i < e->nsegs; i++) {
 		struct pg_seg s;
 
@@ -388,85 +474,208 @@ void pgtrack_close(struct pgtrack *pt, uint64_t sock)
 		conn_free(pt, pc);
 }
 
-/* The node serving an aggregate's connections. */
-static json_t *server_node(struct graph *g, struct conntrack *ct, const struct sqlagg *a)
-{
-	char cgroup[4096], comm[64], name[256];
-	struct service *s;
-
-	if (strncmp(a->server, "unix:", 5)) {
-		char addr[64];
-
-		s = conntrack_server(ct, a->addr, a->port);
-		if (s)
-			return conntrack_node(g, s);
-		addr_format(a->addr, -1, addr, sizeof(addr));
-		return graph_external(g, addr, a->port);
-	}
-	if (cg_unix_listener(a->server + 5, cgroup, sizeof(cgroup), comm, sizeof(comm)))
-		return graph_external(g, a->server, 0);
-	cg_service_name(cgroup, comm, name, sizeof(name));
-	return conntrack_node(g, conntrack_service(ct, name, cgroup, comm));
-}
-
-/* The most frequent normalized statements, most frequent first. */
-static json_t *top_statements(json_t *stmts)
-{
-	json_t *out = json_array();
-
-	for (size_t k = 0; k < GRAPH_MAX_STATEMENTS; k++) {
-		const char *q, *best = NULL;
-		json_int_t best_n = 0;
-		json_t *v;
-
-		json_object_foreach(stmts, q, v) {
-			json_int_t n = json_integer_value(v);
-
-			if (n > best_n || (n == best_n && best && strcmp(q, best) < 0)) {
-				best = q;
-				best_n = n;
-			}
-		}
-		if (!best)
-			break;
-		json_array_append_new(out, json_pack("{s:s, s:I}", "query", best, "count", best_n));
-		json_object_del(stmts, best);
-	}
-	return out;
-}
-
-void pgtrack_to_graph(struct pgtrack *pt, struct graph *g, struct conntrack *ct, int64_t off)
+void pgtrack_window_reset(struct pgtrack *pt)
 {
 	struct sqlagg *a;
 
-	u64map_for_each(&pt->aggs, i, a) {
+	u64map_for_each(&pt->aggs, i, a)
 		for (; a; a = a->next) {
-			const char *client = json_str(conntrack_node(g, a->client), "id");
-			const char *server = json_str(server_node(g, ct, a), "id");
-			json_t *db = graph_database(g, server, a->dbname);
-			json_t *target = a->table ? graph_table(g, json_str(db, "id"), a->table) : db;
-			json_t *e = graph_edge(g, client, json_str(target, "id"), "sql");
-
-			json_object_set(e, "operations", a->ops);
-			if (json_object_size(a->access))
-				json_object_set(e, "access", a->access);
-			if (json_object_size(a->errors))
-				json_object_set(e, "errors", a->errors);
-			if (a->nlat) {
-				json_t *lat = graph_percentiles(a->lat, a->nlat);
-
-				/* The reservoir holds a sample; count them all. */
-				json_object_set_new(lat, "count", json_integer(a->seen_lat));
-				json_object_set_new(e, "latency_ms", lat);
-			}
-			if (json_object_size(a->stmts))
-				json_object_set_new(e, "statements", top_statements(a->stmts));
-			if (a->encrypted)
-				json_object_set_new(e, "encrypted_connections", json_integer(a->encrypted));
-			if (a->first_ns) {
-				graph_seen(e, a->first_ns + off);
-				graph_seen(e, a->last_ns + off);
-			}
+			memset(&a->st[STAT_WINDOW], 0, sizeof(a->st[STAT_WINDOW]));
+			for (size_t k = 0; k < a->nstmts; k++)
+				a->stmts[k].n[STAT_WINDOW] = 0;
 		}
+}
+
+void pgtrack_evict(struct pgtrack *pt, uint64_t cutoff)
+{
+	struct u64map keep = { 0 };
+	struct sqlagg *a, *next;
+	struct pgconn *pc;
+	size_t n = 0;
+
+	/* The shortcuts may point at aggregates about to go; they refill. */
+	u64map_for_each(&pt->conns, i, pc) {
+		if (!strncmp(pc->server, "unix:", 5) && pc->last_ns < cutoff) {
+			u64map_del(&pt->conns, pt->conns.keys[i]);
+			conn_free(pt, pc);
+			pt->idle_closed++;
+			continue;
+		}
+		u64map_free(&pc->aggs);
+		pc->client->mark = true;
+		if (pc->unix_server)
+			pc->unix_server->mark = true;
 	}
+	u64map_free(&pt->tables);
+	u64map_free(&pt->dbtables);
+	u64map_for_each(&pt->aggs, i, a)
+		for (; a; a = next) {
+			next = a->next;
+			if (a->st[STAT_TOTAL].last_ns < cutoff) {
+				agg_free(a);
+				pt->ct->evicted++;
+				continue;
+			}
+			a->next = u64map_get(&keep, pt->aggs.keys[i]);
+			if (u64map_put(&keep, pt->aggs.keys[i], a)) {
+				agg_free(a);
+				pt->ct->dropped[DROP_SQL_SERIES]++;
+				continue;
+			}
+			n++;
+			a->client->mark = true;
+			if (a->unix_server)
+				a->unix_server->mark = true;
+			if (a->table)
+				table_name(pt, a->server, a->dbname, a->table);
+		}
+	u64map_free(&pt->aggs);
+	pt->aggs = keep;
+	pt->naggs = n;
+	/* A path's listener is looked up again when next needed. */
+	u64map_free(&pt->unix_servers);
+}
+
+json_t *pgtrack_server_node(struct graph *g, const struct conntrack *ct, const struct sqlagg *a)
+{
+	struct service *s;
+
+	if (a->unix_server)
+		return conntrack_node(g, a->unix_server);
+	if (!strncmp(a->server, "unix:", 5))
+		return graph_external(g, a->server, 0);
+	s = conntrack_server(ct, a->addr, a->port);
+	if (s)
+		return conntrack_node(g, s);
+	return conntrack_remote_node(g, a->addr, a->port);
+}
+
+void pgtrack_for_each(const struct pgtrack *pt, void (*fn)(void *ctx, const struct sqlagg *a), void *ctx)
+{
+	struct sqlagg *a;
+
+	u64map_for_each(&pt->aggs, i, a)
+		for (; a; a = a->next)
+			fn(ctx, a);
+}
+
+struct render {
+	const struct pgtrack *pt;
+	struct graph *g;
+	int which;
+	int64_t off;
+	struct u64map hists; /* edge -> latency histogram */
+	struct u64map stmts; /* edge -> json object: text -> count */
+};
+
+static void render_agg(void *ctx, const struct sqlagg *a)
+{
+	struct render *r = ctx;
+	const struct sqlstats *s = &a->st[r->which];
+	const char *client, *server;
+	json_t *db, *target, *e, *ops, *texts;
+
+	if (!s->count && !s->encrypted)
+		return;
+	client = json_str(conntrack_node(r->g, a->client), "id");
+	server = json_str(pgtrack_server_node(r->g, r->pt->ct, a), "id");
+	db = graph_database(r->g, server, a->dbname);
+	target = a->table ? graph_table(r->g, json_str(db, "id"), a->table) : db;
+	e = graph_edge(r->g, client, json_str(target, "id"), "sql");
+	ops = json_object_get(e, "operations");
+	if (!ops) {
+		ops = json_object();
+		json_object_set_new(e, "operations", ops);
+	}
+	if (a->kind && s->count)
+		json_count_add(ops, a->kind, (json_int_t)s->count);
+	if (s->reads || s->writes || s->ddl) {
+		json_t *acc = json_object_get(e, "access");
+
+		if (!acc) {
+			acc = json_object();
+			json_object_set_new(e, "access", acc);
+		}
+		if (s->reads)
+			json_count_add(acc, "read", (json_int_t)s->reads);
+		if (s->writes)
+			json_count_add(acc, "write", (json_int_t)s->writes);
+		if (s->ddl)
+			json_count_add(acc, "ddl", (json_int_t)s->ddl);
+	}
+	if (a->sqlstate[0] && s->count) {
+		json_t *errs = json_object_get(e, "errors");
+
+		if (!errs) {
+			errs = json_object();
+			json_object_set_new(e, "errors", errs);
+		}
+		json_count_add(errs, a->sqlstate, (json_int_t)s->count);
+	}
+	if (s->latency.count)
+		graph_edge_hist_merge(&r->hists, e, &s->latency);
+	texts = u64map_get(&r->stmts, (uintptr_t)e);
+	for (size_t i = 0; i < a->nstmts; i++) {
+		if (!a->stmts[i].n[r->which])
+			continue;
+		if (!texts) {
+			texts = json_object();
+			u64map_put(&r->stmts, (uintptr_t)e, texts);
+		}
+		json_count_add(texts, a->stmts[i].text, (json_int_t)a->stmts[i].n[r->which]);
+	}
+	if (s->other_stmts)
+		json_count_add(e, "statements_other", (json_int_t)s->other_stmts);
+	if (s->encrypted)
+		json_count_add(e, "encrypted_connections", (json_int_t)s->encrypted);
+	if (s->first_ns) {
+		graph_seen(e, s->first_ns + r->off);
+		graph_seen(e, s->last_ns + r->off);
+	}
+}
+
+static int by_count(const void *x, const void *y)
+{
+	json_t *a = *(json_t *const *)x, *b = *(json_t *const *)y;
+	json_int_t na = json_integer_value(json_object_get(a, "count"));
+	json_int_t nb = json_integer_value(json_object_get(b, "count"));
+
+	if (na != nb)
+		return na > nb ? -1 : 1;
+	return strcmp(json_str(a, "query"), json_str(b, "query"));
+}
+
+/* The most frequent normalized statements, most frequent first. */
+static json_t *top_statements(json_t *texts)
+{
+	size_t n = json_object_size(texts), k = 0;
+	json_t **all = calloc(n ? n : 1, sizeof(*all)), *out = json_array(), *v;
+	const char *q;
+
+	if (!all)
+		return out;
+	json_object_foreach(texts, q, v)
+		all[k++] = json_pack("{s:s, s:I}", "query", q, "count", json_integer_value(v));
+	qsort(all, k, sizeof(*all), by_count);
+	for (size_t i = 0; i < k; i++) {
+		if (i < GRAPH_MAX_STATEMENTS)
+			json_array_append(out, all[i]);
+		json_decref(all[i]);
+	}
+	free(all);
+	return out;
+}
+
+void pgtrack_to_graph(const struct pgtrack *pt, struct graph *g, int which, int64_t off)
+{
+	struct render r = { .pt = pt, .g = g, .which = which, .off = off };
+	json_t *texts;
+
+	pgtrack_for_each(pt, render_agg, &r);
+	graph_edge_hists_finish(&r.hists, "latency_ms");
+	u64map_for_each(&r.stmts, i, texts) {
+		json_object_set_new((json_t *)(uintptr_t)r.stmts.keys[i], "statements", top_statements(texts));
+		json_decref(texts);
+	}
+	u64map_free(&r.stmts);
 }

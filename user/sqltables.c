@@ -547,6 +547,9 @@ out:
 	pg_query_free_parse_result(res);
 	e->info.kind = e->kind ? e->kind : "UNKNOWN";
 	e->info.normalized = e->kind ? e->normalized : NULL;
+	e->info.normalized_hash = 0xcbf29ce484222325ULL;
+	for (const char *p = e->info.normalized; p && *p; p++)
+		e->info.normalized_hash = (e->info.normalized_hash ^ (unsigned char)*p) * 0x100000001b3ULL;
 }
 
 static void entry_free(struct entry *e)

@@ -17,6 +17,7 @@ struct sql_info {
 				  * "MERGE", "COPY", "TRUNCATE", "CREATE TABLE", ... */
 	const char *normalized;  /* every literal replaced by $n, comments dropped;
 				  * NULL if the text could not be parsed */
+	unsigned long long normalized_hash; /* FNV-1a of normalized: callers compare it first */
 	size_t ntables;
 	struct sql_table *tables;
 };

@@ -7,6 +7,8 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cgname.h"
@@ -115,7 +117,7 @@ static void test_join(void **state)
 	e = ev(EV_CONNECT_FAIL, 9, 4500000, "127.0.0.1", 40200, "127.0.0.1", 8080);
 	conntrack_event(&ct, &e, web);
 
-	conntrack_to_graph(&ct, g, 0);
+	conntrack_to_graph(&ct, g, STAT_TOTAL, 0);
 	x = edge(g, "svc:web", "svc:api");
 	assert_int_equal(json_integer_value(json_object_get(x, "connections")), 2);
 	assert_int_equal(json_integer_value(json_object_get(x, "failed_connections")), 1);
@@ -133,6 +135,135 @@ static void test_join(void **state)
 	assert_true(json_array_size(x) >= 2);
 	assert_string_equal(json_string_value(json_array_get(x, 0)), "10.0.0.2:8080");
 
+	graph_free(g);
+	conntrack_free(&ct);
+}
+
+static char *dump(const struct conntrack *ct, int which)
+{
+	struct graph *g = graph_new();
+	char *s;
+
+	conntrack_to_graph(ct, g, which, 0);
+	s = graph_dumps(g);
+	graph_free(g);
+	return s;
+}
+
+/* A graph is a reading: building it twice gives the same graph, and
+ * folding closed connections into their edges does not change it either. */
+static void test_snapshot_is_read_only(void **state)
+{
+	struct conntrack ct;
+	struct service *web, *api;
+	struct conn_event e;
+	char *a, *b, *c;
+
+	conntrack_init(&ct);
+	web = conntrack_service(&ct, "web", "/t/web", "curl");
+	api = conntrack_service(&ct, "api", "/t/api", "python3");
+	for (uint64_t i = 0; i < 5; i++) {
+		e = ev(EV_CONNECT, 10 + 2 * i, 1000000 * (i + 1), "127.0.0.1", 40000 + i, "127.0.0.1", 8080);
+		conntrack_event(&ct, &e, web);
+		e = ev(EV_ACCEPT, 11 + 2 * i, 1000000 * (i + 1) + 10, "127.0.0.1", 8080, "127.0.0.1", 40000 + i);
+		conntrack_event(&ct, &e, api);
+		if (i < 3) {
+			e = ev(EV_CLOSE, 10 + 2 * i, 1000000 * (i + 1) + 500000, "127.0.0.1", 40000 + i,
+			       "127.0.0.1", 8080);
+			e.bytes_sent = 10;
+			conntrack_event(&ct, &e, NULL);
+			e.sock = 11 + 2 * i;
+			conntrack_event(&ct, &e, NULL);
+		}
+	}
+	/* a server end whose client had gone before we looked */
+	e = ev(EV_SEEN, 99, 2000000, "127.0.0.1", 8080, "127.0.0.1", 39999);
+	e.peer_closed = 1;
+	conntrack_event(&ct, &e, api);
+	e = ev(EV_CLOSE, 99, 2000001, "127.0.0.1", 8080, "127.0.0.1", 39999);
+	conntrack_event(&ct, &e, NULL);
+
+	a = dump(&ct, STAT_TOTAL);
+	b = dump(&ct, STAT_TOTAL);
+	assert_string_equal(a, b);
+	assert_int_equal(conntrack_client_gone(&ct), 1);
+	assert_int_equal(conntrack_client_gone(&ct), 1);
+	/* Fold: the closed ends go, the edge keeps their counts. */
+	conntrack_tick(&ct, 10 * CT_LINGER_NS);
+	assert_null(ct.closed_head);
+	assert_int_equal(ct.open.len, 4);
+	c = dump(&ct, STAT_TOTAL);
+	assert_string_equal(a, c);
+	assert_int_equal(conntrack_client_gone(&ct), 1);
+	assert_non_null(strstr(c, "\"connections\": 5"));
+	/* A new window starts empty but for the connections still open. */
+	conntrack_window_reset(&ct);
+	free(c);
+	c = dump(&ct, STAT_WINDOW);
+	assert_non_null(strstr(c, "\"connections\": 2"));
+	free(a);
+	free(b);
+	free(c);
+	conntrack_free(&ct);
+}
+
+/* Nothing grows with time: edges and services idle past the cutoff go,
+ * those still in use stay. */
+static void test_evict(void **state)
+{
+	struct conntrack ct;
+	struct service *web, *api, *old;
+	struct conn_event e;
+
+	conntrack_init(&ct);
+	ct.now_ns = 1000;
+	old = conntrack_service(&ct, "old", "/t/old", "x");
+	e = ev(EV_CONNECT, 1, 1000, "127.0.0.1", 40000, "10.0.0.1", 80);
+	conntrack_event(&ct, &e, old);
+	e = ev(EV_CLOSE, 1, 2000, "127.0.0.1", 40000, "10.0.0.1", 80);
+	conntrack_event(&ct, &e, NULL);
+	conntrack_tick(&ct, 3 * CT_LINGER_NS);
+	ct.now_ns = 100 * CT_LINGER_NS;
+	web = conntrack_service(&ct, "web", "/t/web", "curl");
+	api = conntrack_service(&ct, "api", "/t/api", "python3");
+	e = ev(EV_CONNECT, 2, 100 * CT_LINGER_NS, "127.0.0.1", 40001, "127.0.0.1", 8080);
+	conntrack_event(&ct, &e, web);
+	e = ev(EV_ACCEPT, 3, 100 * CT_LINGER_NS, "127.0.0.1", 8080, "127.0.0.1", 40001);
+	conntrack_event(&ct, &e, api);
+	assert_int_equal(ct.naggs, 1);
+	assert_int_equal(ct.services.len, 3);
+	conntrack_evict(&ct, 50 * CT_LINGER_NS);
+	conntrack_sweep_services(&ct, 50 * CT_LINGER_NS);
+	assert_int_equal(ct.naggs, 0);
+	assert_int_equal(ct.services.len, 2);
+	assert_ptr_equal(conntrack_service(&ct, "web", "/t/web", NULL), web);
+	assert_non_null(conntrack_server(&ct, e.laddr, 8080));
+	conntrack_free(&ct);
+}
+
+/* Past the limit of servers per client, further servers fold into one
+ * "~other" edge, counted. */
+static void test_server_cap(void **state)
+{
+	struct conntrack ct;
+	struct service *web;
+	struct conn_event e;
+	struct graph *g = graph_new();
+
+	conntrack_init(&ct);
+	web = conntrack_service(&ct, "web", "/t/web", "curl");
+	for (uint32_t i = 0; i < CT_MAX_SERVERS + 10; i++) {
+		char a[32];
+
+		snprintf(a, sizeof(a), "10.1.%u.%u", i / 256, i % 256);
+		e = ev(EV_CONNECT_FAIL, 1, 1000 + i, "127.0.0.1", 40000, a, 80);
+		conntrack_event(&ct, &e, web);
+	}
+	assert_int_equal(ct.naggs, CT_MAX_SERVERS + 1);
+	assert_int_equal(ct.dropped[DROP_SERVERS], 10);
+	conntrack_to_graph(&ct, g, STAT_TOTAL, 0);
+	assert_int_equal(json_integer_value(json_object_get(edge(g, "svc:web", "ext:~other"),
+							    "failed_connections")), 10);
 	graph_free(g);
 	conntrack_free(&ct);
 }
@@ -157,6 +288,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_service_names),
 		cmocka_unit_test(test_join),
+		cmocka_unit_test(test_snapshot_is_read_only),
+		cmocka_unit_test(test_evict),
+		cmocka_unit_test(test_server_cap),
 		cmocka_unit_test(test_addr_format),
 	};
 

@@ -1,0 +1,65 @@
+/* The collector: what `capture` and `agent` share.  It loads and attaches
+ * the programs, reads their events in time order into connection and
+ * PostgreSQL tracking, and builds graphs from what it holds without
+ * changing it. */
+#ifndef SEAMS_COLLECTOR_H
+#define SEAMS_COLLECTOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "cgname.h"
+#include "conntrack.h"
+#include "graph.h"
+#include "loader.h"
+#include "pgtrack.h"
+
+struct collector_opts {
+	const char *const *cgroups; /* --cgroup paths; none = the whole host */
+	size_t ncgroups;
+	const uint16_t *pg_ports;
+	size_t npg_ports;
+	bool verbose;
+};
+
+struct collector {
+	struct cgnames names;
+	struct conntrack ct;
+	struct pgtrack pg;
+	struct loader *loader;
+	struct events *ev;
+	uint64_t events;
+	uint64_t drain_errors;   /* failed reads of the rings, counted, never fatal */
+	uint64_t start_real, start_mono, window_start_real;
+	uint64_t last_tick, last_listeners;
+	int64_t mono_to_real;
+	uint64_t cnt[CNT_MAX];   /* the kernel's counters, as of the last read */
+	bool trace;              /* SEAMS_TRACE=1: every event on stderr */
+	bool detached;
+};
+
+/* Check the host, resolve cgroups, load and attach.  On failure prints one
+ * line (die_msg) and returns -1; collector_free() is still needed. */
+int collector_start(struct collector *c, const struct collector_opts *o);
+/* Wait up to timeout_ms, hand over what arrived, fold what closed.  0, or
+ * a negative errno (counted in drain_errors too). */
+int collector_poll(struct collector *c, int timeout_ms);
+/* Detach, then hand over everything still in the rings. */
+void collector_detach(struct collector *c);
+/* Re-read the kernel's counters into c->cnt. */
+void collector_counters(struct collector *c);
+/* A graph of `which` (STAT_TOTAL since start, STAT_WINDOW since the last
+ * window reset), with its capture section.  Reads, never changes, what the
+ * collector holds. */
+struct graph *collector_graph(struct collector *c, int which);
+void collector_window_reset(struct collector *c);
+/* Forget what has been idle longer than idle_ns. */
+void collector_evict(struct collector *c, uint64_t idle_ns);
+/* One line on stderr per kind of loss, if any. */
+void collector_report_losses(const struct collector *c);
+void collector_free(struct collector *c);
+
+uint64_t now_ns(clockid_t clk);
+
+#endif
