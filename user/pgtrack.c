@@ -79,6 +79,7 @@ void pgtrack_free(struct pgtrack *pt)
 	u64map_free(&pt->tables);
 	u64map_free(&pt->dbtables);
 	u64map_free(&pt->unix_servers);
+	u64map_free(&pt->known_db);
 	sql_cache_free(pt->cache);
 }
 
@@ -148,6 +149,33 @@ static const char *table_name(struct pgtrack *pt, const char *server, const char
 	return table;
 }
 
+static char ambiguous;
+
+static uint64_t client_server_hash(const struct service *client, const char *server)
+{
+	return hash_str(fnv1a(FNV_SEED, &client, sizeof(client)), server);
+}
+
+static void note_db(struct pgtrack *pt, const struct sqlagg *a)
+{
+	uint64_t h = client_server_hash(a->client, a->server);
+	const char *db = u64map_get(&pt->known_db, h);
+
+	if (!strcmp(a->dbname, "unknown") || db == &ambiguous || (db && !strcmp(db, a->dbname)))
+		return;
+	u64map_put(&pt->known_db, h, db ? &ambiguous : a->dbname);
+}
+
+const char *pgtrack_db_name(const struct pgtrack *pt, const struct sqlagg *a)
+{
+	const char *db;
+
+	if (strcmp(a->dbname, "unknown"))
+		return a->dbname;
+	db = u64map_get(&pt->known_db, client_server_hash(a->client, a->server));
+	return db && db != &ambiguous ? db : a->dbname;
+}
+
 static struct sqlagg *agg_new(struct pgconn *pc, char *key, const char *db, const char *table,
 			      const char *kind, const char *sqlstate)
 {
@@ -215,6 +243,7 @@ static struct sqlagg *agg_find(struct pgconn *pc, const char *table, const char 
 		return NULL;
 	}
 	pt->naggs++;
+	note_db(pt, a);
 	return a;
 }
 
@@ -508,6 +537,7 @@ void pgtrack_evict(struct pgtrack *pt, uint64_t cutoff)
 	}
 	u64map_free(&pt->tables);
 	u64map_free(&pt->dbtables);
+	u64map_free(&pt->known_db);
 	u64map_for_each(&pt->aggs, i, a)
 		for (; a; a = next) {
 			next = a->next;
@@ -528,6 +558,7 @@ void pgtrack_evict(struct pgtrack *pt, uint64_t cutoff)
 				a->unix_server->mark = true;
 			if (a->table)
 				table_name(pt, a->server, a->dbname, a->table);
+			note_db(pt, a);
 		}
 	u64map_free(&pt->aggs);
 	pt->aggs = keep;
@@ -579,7 +610,7 @@ static void render_agg(void *ctx, const struct sqlagg *a)
 		return;
 	client = json_str(conntrack_node(r->g, a->client), "id");
 	server = json_str(pgtrack_server_node(r->g, r->pt->ct, a), "id");
-	db = graph_database(r->g, server, a->dbname);
+	db = graph_database(r->g, server, pgtrack_db_name(r->pt, a));
 	target = a->table ? graph_table(r->g, json_str(db, "id"), a->table) : db;
 	e = graph_edge(r->g, client, json_str(target, "id"), "sql");
 	ops = json_object_get(e, "operations");

@@ -58,6 +58,7 @@ struct pgtrack {
 	struct u64map tables;     /* hash of server, database, table -> (void *)1 */
 	struct u64map dbtables;   /* hash of server, database -> table count */
 	struct u64map unix_servers; /* path hash -> struct service listening there */
+	struct u64map known_db;   /* hash of client, server -> the one database it used */
 	struct sql_cache *cache;
 	uint64_t statements;
 	uint64_t unknown_statements;
@@ -89,6 +90,11 @@ uint64_t pgtrack_undecodable(const struct pgtrack *pt);
 /* The node serving an aggregate's connections: TCP servers are named as ct
  * names them, Unix-socket servers by the process listening on the path. */
 json_t *pgtrack_server_node(struct graph *g, const struct conntrack *ct, const struct sqlagg *a);
+
+/* The database an aggregate's statements went to.  A connection opened
+ * before tracing began over a Unix socket never names it; when its client
+ * used exactly one database on that server, that is the one. */
+const char *pgtrack_db_name(const struct pgtrack *pt, const struct sqlagg *a);
 
 /* Database, table and sql edges into g from counts `which`; reads, never
  * changes, pt. */
