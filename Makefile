@@ -13,7 +13,8 @@ endif
 
 WARN     := -Wall -Wextra -Werror -Wmissing-field-initializers -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
-CFLAGS   += $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser -I$(BUILD)
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+CFLAGS   += $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser -I$(BUILD) -DSEAMS_VERSION='"$(VERSION)"'
 LDLIBS   := -lbpf -lelf -lz -ljansson -lpg_query -lgvc -lcgraph -lmicrohttpd -lm -lpthread
 
 # Debian packages seams builds, tests and demos with.  `make deps` installs

@@ -15,6 +15,7 @@ static const struct cmd cmds[] = {
 	{ "report", cmd_report, "list the coupling findings in a graph" },
 	{ "export", cmd_export, "draw a graph as dot, mermaid, svg or html" },
 	{ "merge", cmd_merge, "merge graphs captured on several hosts" },
+	{ "agent", cmd_agent, "run until stopped, serving metrics and graphs over HTTP" },
 };
 
 static void usage(FILE *f)
