@@ -196,9 +196,22 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *conn, const char 
 	struct page *p;
 	enum MHD_Result ret;
 
+	/* Refused at once, before reading any body it sent: MHD then closes
+	 * the connection, which suits a client that should not be here. */
 	if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
 		return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED,
 				  "method not allowed: this agent only answers GET and HEAD\n");
+	/* A reply queued on the first call also closes the connection; a
+	 * scraper that keeps its connection open is spared a handshake per
+	 * scrape if the reply waits for the second call. */
+	if (!*con_cls) {
+		*con_cls = h;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		*upload_data_size = 0;	/* a GET with a body: ignored */
+		return MHD_YES;
+	}
 
 	/* MHD hands over the path without its query: put the arguments
 	 * back, in the order sent, to match keys like "/graph.json?since=start". */
@@ -220,7 +233,13 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *conn, const char 
 		sb_free(&k.b);
 		return ret;
 	}
-	sb_printf(&msg, "not found: %s; ", k.b.s);
+	/* The key as understood, so a client sees how its query was read;
+	 * control bytes (a decoded %0A) would break the line, and a long
+	 * URL is cut. */
+	for (char *c = k.b.s; *c; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+	sb_printf(&msg, "not found: %.200s; ", k.b.s);
 	if (!h->npages)
 		sb_printf(&msg, "nothing is published yet\n");
 	else {

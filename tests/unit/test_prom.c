@@ -92,7 +92,8 @@ static void test_escaping(void **state)
 	sb_reset(&b);
 	/* Valid UTF-8 passes; a stray continuation byte, an overlong '/',
 	 * a surrogate and a truncated sequence each become U+FFFD per byte. */
-	prom_sample(&b, "m", (const char *const[]){ "v", "h\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80|\x80|\xc0\xaf|\xed\xa0\x80|\xe2\x82", NULL }, 1);
+	prom_sample(&b, "m", (const char *const[]){
+		"v", "h\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80|\x80|\xc0\xaf|\xed\xa0\x80|\xe2\x82", NULL }, 1);
 	assert_string_equal(b.s, "m{v=\"h\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80|\xef\xbf\xbd|"
 				 "\xef\xbf\xbd\xef\xbf\xbd|\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd|"
 				 "\xef\xbf\xbd\xef\xbf\xbd\"} 1\n");
