@@ -171,9 +171,9 @@ static void tuple_unlink(struct conntrack *ct, struct conn *c)
 	struct conn *head = u64map_get(&ct->tuples, h), **pp;
 
 	if (head == c) {
-		if (c->next_tuple)
-			u64map_put(&ct->tuples, h, c->next_tuple); /* replaces: cannot fail */
-		else
+		/* Out of memory the rest of the chain is forgotten (those ends
+		 * can no longer be joined), never left pointing at c. */
+		if (!c->next_tuple || u64map_put(&ct->tuples, h, c->next_tuple))
 			u64map_del(&ct->tuples, h);
 		return;
 	}
