@@ -21,7 +21,7 @@
 #define DEFAULT_LISTEN  "127.0.0.1:9977"
 #define DEFAULT_DIR     "/var/lib/seams"
 #define RENDER_NS       1000000000ULL  /* /metrics, /graph.json?since=start, /report */
-#define EVICT_CHECK_NS  60000000000ULL
+#define EVICT_CHECK_NS  60000000000ULL /* at most; a quarter of --evict-after when shorter */
 
 static volatile sig_atomic_t exiting;
 
@@ -172,7 +172,7 @@ int cmd_agent(int argc, char **argv)
 	const char *cgroup_args[SEAMS_MAX_CGROUPS];
 	uint16_t pg_ports[SEAMS_MAX_PG_PORTS - 1];
 	double snap_every = 300, window = 60, evict_after = 900;
-	uint64_t last_render = 0, last_window, last_snap, last_evict;
+	uint64_t last_render = 0, last_window, last_snap, last_evict, evict_check;
 	struct strbuf page = { 0 };
 	struct httpd *h = NULL;
 	bool window_done = false;
@@ -225,26 +225,41 @@ int cmd_agent(int argc, char **argv)
 		die_msg("unexpected argument '%s'; see 'seams agent --help'", argv[optind]);
 		return 2;
 	}
+	/* The default is the agent's own: make it, as systemd's StateDirectory would. */
+	if (!strcmp(dir, DEFAULT_DIR) && mkdir(dir, 0750) && errno != EEXIST) {
+		die_msg("cannot create %s: %s; choose a --snapshot-dir", dir, strerror(errno));
+		return 2;
+	}
 	if (check_dir(dir))
 		return 2;
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGPIPE, SIG_IGN);
+	/* Bind before attaching: a port in use fails at once, with nothing
+	 * loaded. */
+	h = httpd_open(listen, err, sizeof(err));
+	if (!h) {
+		die_msg("%s", err);
+		return 1;
+	}
 	if (collector_start(&col, &co))
 		goto out;
 	/* Capabilities belong to a thread: drop them before the HTTP thread
 	 * starts, so that it never holds what it does not need either. */
 	if (privs_drop(privs_agent_keep, privs_agent_nkeep, err, sizeof(err)))
 		fprintf(stderr, "seams: %s; going on\n", err);
-	h = httpd_start(listen, err, sizeof(err));
-	if (!h) {
+	if (httpd_serve(h, err, sizeof(err))) {
 		die_msg("%s", err);
 		goto out;
 	}
 	httpd_publish(h, "/healthz", "text/plain; charset=utf-8", "ok\n", 3);
 	last_window = last_snap = last_evict = col.start_mono;
-	fprintf(stderr, "seams: agent attached; serving http://%s (/metrics /graph.json /report /healthz)\n",
-		listen);
+	evict_check = (uint64_t)(evict_after * 1e9 / 4);
+	if (evict_check > EVICT_CHECK_NS)
+		evict_check = EVICT_CHECK_NS;
+	/* With port 0 the kernel chose one: say which. */
+	fprintf(stderr, "seams: agent attached; serving http://%.*s:%u (/metrics /graph.json /report /healthz)\n",
+		(int)(strrchr(listen, ':') - listen), listen, httpd_port(h));
 
 	while (!exiting) {
 		uint64_t now;
@@ -270,7 +285,7 @@ int cmd_agent(int argc, char **argv)
 			snapshot(&col, dir);
 			last_snap = now;
 		}
-		if (now - last_evict >= EVICT_CHECK_NS) {
+		if (now - last_evict >= evict_check) {
 			collector_evict(&col, (uint64_t)(evict_after * 1e9));
 			last_evict = now;
 		}

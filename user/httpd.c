@@ -33,6 +33,8 @@ struct page {
 
 struct httpd {
 	struct MHD_Daemon *d;
+	int fd;                         /* the listening socket, until MHD owns it */
+	char listen_on[80];
 	unsigned port;
 	pthread_mutex_t lock;		/* pages, npages, cap */
 	struct page *pages;
@@ -255,13 +257,11 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *conn, const char 
 	return ret;
 }
 
-struct httpd *httpd_start(const char *listen_on, char *err, size_t errlen)
+struct httpd *httpd_open(const char *listen_on, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
-	sigset_t all, old;
 	struct httpd *h;
-	int fd;
 
 	if (parse_listen(listen_on, &ss, &sslen, err, errlen))
 		return NULL;
@@ -271,16 +271,26 @@ struct httpd *httpd_start(const char *listen_on, char *err, size_t errlen)
 		return NULL;
 	}
 	pthread_mutex_init(&h->lock, NULL);
-	fd = open_listener(listen_on, &ss, sslen, &h->port, err, errlen);
-	if (fd < 0)
-		goto fail;
+	snprintf(h->listen_on, sizeof(h->listen_on), "%s", listen_on);
+	h->fd = open_listener(listen_on, &ss, sslen, &h->port, err, errlen);
+	if (h->fd < 0) {
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+int httpd_serve(struct httpd *h, char *err, size_t errlen)
+{
+	sigset_t all, old;
 
 	/* MHD's thread inherits this mask: with every signal blocked there,
 	 * SIGINT and SIGTERM reach the collector, which owns shutdown. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL, serve, h,
-				MHD_OPTION_LISTEN_SOCKET, fd,
+				MHD_OPTION_LISTEN_SOCKET, h->fd,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTPD_MAX_CONNS,
 				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_S,
 				MHD_OPTION_END);
@@ -290,14 +300,22 @@ struct httpd *httpd_start(const char *listen_on, char *err, size_t errlen)
 		 * its failure paths, and a double close could hit another
 		 * thread's file.  This failure is rare (no memory, no thread). */
 		snprintf(err, errlen, "cannot start the HTTP server on %s (libmicrohttpd failed; out of "
-			 "memory or threads?)", listen_on);
-		goto fail;
+			 "memory or threads?)", h->listen_on);
+		h->fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
+struct httpd *httpd_start(const char *listen_on, char *err, size_t errlen)
+{
+	struct httpd *h = httpd_open(listen_on, err, errlen);
+
+	if (h && httpd_serve(h, err, errlen)) {
+		httpd_stop(h);
+		return NULL;
 	}
 	return h;
-fail:
-	pthread_mutex_destroy(&h->lock);
-	free(h);
-	return NULL;
 }
 
 unsigned httpd_port(const struct httpd *h)
@@ -356,8 +374,12 @@ void httpd_stop(struct httpd *h)
 {
 	if (!h)
 		return;
-	/* Closes the listening socket handed over at start, too. */
-	MHD_stop_daemon(h->d);
+	/* MHD closes the listening socket handed over to it; one never
+	 * handed over is closed here. */
+	if (h->d)
+		MHD_stop_daemon(h->d);
+	else if (h->fd >= 0)
+		close(h->fd);
 	for (size_t i = 0; i < h->npages; i++) {
 		MHD_destroy_response(h->pages[i].resp);
 		free(h->pages[i].key);

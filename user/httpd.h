@@ -16,6 +16,13 @@ struct httpd;
  * choose another --listen"). */
 struct httpd *httpd_start(const char *listen, char *err, size_t errlen);
 
+/* httpd_start() in two steps: bind now (so a bad address or a port in
+ * use fails before anything else is set up), serve later (so the server's
+ * thread starts after the caller has dropped its privileges).  A failed
+ * httpd_serve() still needs httpd_stop(). */
+struct httpd *httpd_open(const char *listen, char *err, size_t errlen);
+int httpd_serve(struct httpd *h, char *err, size_t errlen);
+
 /* The port actually bound: the chosen one when asked for port 0. */
 unsigned httpd_port(const struct httpd *h);
 
