@@ -159,6 +159,52 @@ static const char *container_id(const char *s, size_t n)
 	return NULL;
 }
 
+void utf8_clean(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+
+	while (*p) {
+		/* The second byte's range rules out overlongs, surrogates and
+		 * code points past U+10FFFF (RFC 3629). */
+		unsigned char lo = 0x80, hi = 0xbf;
+		size_t need, k = 1;
+
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		if (*p >= 0xc2 && *p <= 0xdf) {
+			need = 1;
+		} else if (*p >= 0xe0 && *p <= 0xef) {
+			need = 2;
+			lo = *p == 0xe0 ? 0xa0 : 0x80;
+			hi = *p == 0xed ? 0x9f : 0xbf;
+		} else if (*p >= 0xf0 && *p <= 0xf4) {
+			need = 3;
+			lo = *p == 0xf0 ? 0x90 : 0x80;
+			hi = *p == 0xf4 ? 0x8f : 0xbf;
+		} else {
+			*p++ = '?';
+			continue;
+		}
+		while (k <= need && p[k] >= lo && p[k] <= hi) {
+			lo = 0x80;
+			hi = 0xbf;
+			k++;
+		}
+		if (k > need) {
+			p += k;
+			continue;
+		}
+		/* Cut by truncation, not garbled: keep the name it was. */
+		if (!p[k]) {
+			*p = '\0';
+			return;
+		}
+		*p++ = '?';
+	}
+}
+
 void cg_service_name(const char *path, const char *comm, char *out, size_t len)
 {
 	const char *last, *id;
@@ -166,6 +212,9 @@ void cg_service_name(const char *path, const char *comm, char *out, size_t len)
 
 	if (!path || !strcmp(path, "/") || !*path) {
 		snprintf(out, len, "%s", comm && *comm ? comm : "root");
+		utf8_clean(out);
+		if (!*out)
+			snprintf(out, len, "root");
 		return;
 	}
 	n = strlen(path);
@@ -188,6 +237,7 @@ void cg_service_name(const char *path, const char *comm, char *out, size_t len)
 	else if (ends_with(last, n, ".slice"))
 		n -= strlen(".slice");
 	snprintf(out, len, "%.*s", (int)n, last);
+	utf8_clean(out);
 }
 
 /* /proc/net/unix gives the listening socket's inode; the process holding it
@@ -275,6 +325,7 @@ int cg_unix_listener(const char *sockpath, char *cgroup, size_t cglen, char *com
 		if (fgets(line, sizeof(line), f)) {
 			line[strcspn(line, "\n")] = '\0';
 			snprintf(comm, commlen, "%s", line);
+			utf8_clean(comm);
 		}
 		fclose(f);
 	}

@@ -35,6 +35,11 @@ uint64_t cgnames_lookup(struct cgnames *c, const char *arg, char *path, size_t l
  * component, and the root cgroup by the process name. */
 void cg_service_name(const char *path, const char *comm, char *out, size_t len);
 
+/* Make a name from the kernel valid UTF-8 in place, so that one name maps
+ * to one JSON string: a character cut at the end (a comm keeps only 15
+ * bytes) is dropped, any other byte that is not UTF-8 becomes '?'. */
+void utf8_clean(char *s);
+
 /* The process listening on a Unix socket path: its cgroup v2 path and name.
  * -1 when no process on this host listens there. */
 int cg_unix_listener(const char *sockpath, char *cgroup, size_t cglen, char *comm, size_t commlen);

@@ -31,6 +31,7 @@ static struct service *owner_service(struct collector *c, uint64_t cgroup_id, co
 
 	memcpy(comm, task_comm, SEAMS_COMM_LEN);
 	comm[SEAMS_COMM_LEN] = '\0';
+	utf8_clean(comm);
 	path = cgnames_path(&c->names, cgroup_id);
 	cg_service_name(path, comm, name, sizeof(name));
 	return conntrack_service(&c->ct, name, path ? path : "/", comm);
