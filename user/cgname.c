@@ -135,6 +135,20 @@ uint64_t cgnames_lookup(struct cgnames *c, const char *arg, char *path, size_t l
 	return st.st_ino;
 }
 
+size_t cgnames_resolve(struct cgnames *c, const char *const *args, size_t nargs, uint64_t *ids)
+{
+	char path[4096];
+	size_t n = 0;
+
+	for (size_t i = 0; i < nargs; i++) {
+		uint64_t id = cgnames_lookup(c, args[i], path, sizeof(path));
+
+		if (id)
+			ids[n++] = id;
+	}
+	return n;
+}
+
 static int ends_with(const char *s, size_t n, const char *suffix)
 {
 	size_t k = strlen(suffix);

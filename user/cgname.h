@@ -30,6 +30,11 @@ void cgnames_evict(struct cgnames *c);
  * to it, or a full filesystem path) to its id; 0 when it does not exist. */
 uint64_t cgnames_lookup(struct cgnames *c, const char *arg, char *path, size_t len);
 
+/* The current ids of the --cgroup arguments that exist now, into ids (room
+ * for nargs); returns how many.  A cgroup removed and made again at the
+ * same path (a systemd unit restarting) has a new id. */
+size_t cgnames_resolve(struct cgnames *c, const char *const *args, size_t nargs, uint64_t *ids);
+
 /* The service name for a cgroup path: systemd units lose their suffix,
  * containers are named by their short id, plain directories by their last
  * component, and the root cgroup by the process name. */

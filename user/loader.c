@@ -9,12 +9,14 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include "cgname.h"
 #include "loader.h"
 #include "seams.skel.h"
 
@@ -23,6 +25,9 @@ struct loader {
 	struct pg_ring *rings;  /* mmapped, one per possible CPU */
 	size_t rings_len;
 	int ncpu;
+	uint64_t cgroups[SEAMS_MAX_CGROUPS]; /* what cgroup_allow holds */
+	size_t ncgroups;
+	uint64_t cgroups_checked_ns;
 };
 
 static bool verbose;
@@ -114,14 +119,9 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 			 "verifier's log", strerror(-ret));
 		goto fail;
 	}
-	for (size_t i = 0; i < o->ncgroups; i++) {
-		__u8 one = 1;
-
-		if (bpf_map__update_elem(l->skel->maps.cgroup_allow, &o->cgroups[i], sizeof(o->cgroups[i]),
-					 &one, sizeof(one), BPF_ANY)) {
-			snprintf(err, len, "too many --cgroup options (at most %d)", SEAMS_MAX_CGROUPS);
-			goto fail;
-		}
+	if (loader_set_cgroups(l, o->cgroups, o->ncgroups)) {
+		snprintf(err, len, "too many --cgroup options (at most %d)", SEAMS_MAX_CGROUPS);
+		goto fail;
 	}
 	l->rings_len = (sizeof(struct pg_ring) * l->ncpu + getpagesize() - 1) & ~(size_t)(getpagesize() - 1);
 	l->rings = mmap(NULL, l->rings_len, PROT_READ | PROT_WRITE, MAP_SHARED,
@@ -142,6 +142,68 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 fail:
 	loader_stop(l);
 	return NULL;
+}
+
+static bool has_id(const uint64_t *ids, size_t n, uint64_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return true;
+	return false;
+}
+
+int loader_set_cgroups(struct loader *l, const uint64_t *ids, size_t n)
+{
+	uint64_t want[SEAMS_MAX_CGROUPS];
+	size_t nwant = 0, kept = 0;
+	__u8 one = 1;
+	int ret = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (has_id(want, nwant, ids[i]))
+			continue;
+		if (nwant == SEAMS_MAX_CGROUPS)
+			return -1;
+		want[nwant++] = ids[i];
+	}
+	/* Stale ids go first, so the map never has to hold more than
+	 * SEAMS_MAX_CGROUPS at once. */
+	for (size_t i = 0; i < l->ncgroups; i++) {
+		if (has_id(want, nwant, l->cgroups[i]))
+			l->cgroups[kept++] = l->cgroups[i];
+		else
+			bpf_map__delete_elem(l->skel->maps.cgroup_allow, &l->cgroups[i],
+					     sizeof(l->cgroups[i]), 0);
+	}
+	l->ncgroups = kept;
+	for (size_t i = 0; i < nwant; i++) {
+		if (has_id(l->cgroups, l->ncgroups, want[i]))
+			continue;
+		if (bpf_map__update_elem(l->skel->maps.cgroup_allow, &want[i], sizeof(want[i]), &one,
+					 sizeof(one), BPF_ANY)) {
+			ret = -1;
+			continue;
+		}
+		l->cgroups[l->ncgroups++] = want[i];
+	}
+	return ret;
+}
+
+void loader_follow_cgroups(struct loader *l, struct cgnames *names, const char *const *args, size_t n)
+{
+	uint64_t ids[SEAMS_MAX_CGROUPS], now;
+	struct timespec ts;
+
+	if (!n || n > SEAMS_MAX_CGROUPS)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+	if (now - l->cgroups_checked_ns < 1000000000ULL)
+		return;
+	l->cgroups_checked_ns = now;
+	/* A path missing for now (the unit between stop and start) just
+	 * traces nothing there until it is back. */
+	loader_set_cgroups(l, ids, cgnames_resolve(names, args, n, ids));
 }
 
 int loader_events_fd(struct loader *l)

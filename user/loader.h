@@ -19,12 +19,22 @@ struct loader_opts {
 };
 
 struct loader;
+struct cgnames;
 
 /* Privileges, BTF, tracefs (mounted when absent).  0, or -1 with one line in err. */
 int loader_check_host(char *err, size_t len);
 
 /* Load and attach everything; NULL with one line in err. */
 struct loader *loader_start(const struct loader_opts *o, char *err, size_t len);
+/* Make the --cgroup allow-list exactly these ids (duplicates are fine):
+ * new ones are added, the others removed.  -1 when more than
+ * SEAMS_MAX_CGROUPS or the map refused one. */
+int loader_set_cgroups(struct loader *l, const uint64_t *ids, size_t n);
+/* Call often (it does its work at most once a second): resolve the
+ * --cgroup paths again and trace their current ids.  systemd removes a
+ * unit's cgroup when it stops and makes a new one, with a new id, at the
+ * same path when it starts again. */
+void loader_follow_cgroups(struct loader *l, struct cgnames *names, const char *const *args, size_t n);
 /* The ring buffer's fd, for ring_buffer__new(). */
 int loader_events_fd(struct loader *l);
 /* The per-CPU PostgreSQL rings, mmapped; *ncpu of them. */

@@ -7,7 +7,10 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cgname.h"
 
@@ -69,11 +72,55 @@ static void test_service_name_utf8(void **state)
 	assert_string_equal(out, "xx");
 }
 
+static uint64_t ino(const char *dir, const char *name)
+{
+	char p[4200];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	assert_int_equal(stat(p, &st), 0);
+	return st.st_ino;
+}
+
+/* --cgroup arguments resolve to the ids their paths have now; the ones
+ * gone are left out.  A plain directory stands in for the cgroup2 mount. */
+static void test_resolve(void **state)
+{
+	char tmpl[] = "/tmp/seams-cgname-XXXXXX", full[4200], p[4200];
+	const char *args[5] = { "/a", "b", "/missing", full, "/a/" };
+	struct cgnames c = { .mount_fd = -1 };
+	uint64_t ids[5];
+
+	assert_non_null(mkdtemp(tmpl));
+	snprintf(c.mount, sizeof(c.mount), "%s", tmpl);
+	snprintf(full, sizeof(full), "%s/b", tmpl);
+	snprintf(p, sizeof(p), "%s/a", tmpl);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/b", tmpl);
+	assert_int_equal(mkdir(p, 0755), 0);
+
+	assert_int_equal(cgnames_resolve(&c, args, 5, ids), 4);
+	assert_true(ids[0] == ino(tmpl, "a") && ids[1] == ino(tmpl, "b"));
+	assert_true(ids[2] == ino(tmpl, "b") && ids[3] == ino(tmpl, "a"));
+
+	/* a removed: only b's two arguments are left */
+	snprintf(p, sizeof(p), "%s/a", tmpl);
+	assert_int_equal(rmdir(p), 0);
+	assert_int_equal(cgnames_resolve(&c, args, 5, ids), 2);
+	assert_true(ids[0] == ino(tmpl, "b") && ids[1] == ino(tmpl, "b"));
+
+	snprintf(p, sizeof(p), "%s/b", tmpl);
+	rmdir(p);
+	rmdir(tmpl);
+	cgnames_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_utf8_clean),
 		cmocka_unit_test(test_service_name_utf8),
+		cmocka_unit_test(test_resolve),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
