@@ -85,6 +85,8 @@ static char *resolve(struct cgnames *c, uint64_t id)
 	full[n] = '\0';
 	if (strncmp(full, c->mount, mlen) || (full[mlen] && full[mlen] != '/'))
 		return NULL;
+	/* A directory name need not be UTF-8; the graph's strings must be. */
+	utf8_clean(full + mlen);
 	return strdup(full[mlen] ? full + mlen : "/");
 }
 

@@ -169,7 +169,6 @@ int cmd_capture(int argc, char **argv)
 			die_msg("reading events failed: %s", strerror(-err_poll));
 			break;
 		}
-		loader_follow_cgroups(l, &cap.names, cgroup_args, ncgroup_args);
 		if (tty && now - last_status >= 500000000ULL) {
 			collector_counters(&col);
 			status_line(&col);

@@ -109,6 +109,8 @@ int collector_start(struct collector *c, const struct collector_opts *o)
 	}
 	lo.cgroups = cgroups;
 	lo.ncgroups = o->ncgroups;
+	c->cgroups = o->cgroups;
+	c->ncgroups = o->ncgroups;
 	conntrack_load_listeners(&c->ct);
 	c->start_mono = now_ns(CLOCK_MONOTONIC);
 	c->start_real = c->window_start_real = now_ns(CLOCK_REALTIME);
@@ -154,6 +156,8 @@ int collector_poll(struct collector *c, int timeout_ms)
 	if (err < 0)
 		c->drain_errors++;
 	housekeeping(c, false);
+	if (!c->detached)
+		loader_follow_cgroups(c->loader, &c->names, c->cgroups, c->ncgroups);
 	return err;
 }
 
