@@ -43,7 +43,12 @@ volatile __u32 capturing = 0;
 
 /* What a socket is, decided on its first send or receive.  A candidate is a
  * client socket whose first send tells whether it speaks PostgreSQL. */
-enum sock_kind { SK_OTHER = 1, SK_TCP, SK_CANDIDATE, SK_PG };
+enum sock_kind {
+	SK_OTHER = 1,  /* untraced, or a Unix socket that is not PostgreSQL */
+	SK_TCP,        /* traced TCP, not a PostgreSQL client: exchanges only */
+	SK_CANDIDATE,  /* its first send tells */
+	SK_PG,
+};
 
 struct owner {
 	__u64 cgroup_id;
@@ -130,9 +135,11 @@ static __always_inline void count_n(__u32 idx, __u64 n)
  * hash lookup or a lock on every send and receive. */
 struct sockinfo {
 	struct pg_state pg;
+	__u32 exchanges; /* sends that followed a receive, or came first */
 	__u8 kind;       /* enum sock_kind */
 	__u8 pg_opened;  /* EV_PG_OPEN sent */
-	__u8 pad[6];
+	__u8 last_dir;   /* 1 + the direction of the last send or receive */
+	__u8 pad[1];
 };
 
 struct {
@@ -221,6 +228,10 @@ static __always_inline void emit(__u32 type, struct sock *sk, const struct owner
 		struct tcp_sock *tp = (struct tcp_sock *)sk;
 		__u64 key = (__u64)sk;
 		struct tracked *t = bpf_map_lookup_elem(&socks, &key);
+		struct sockinfo *si = bpf_sk_storage_get(&sockinfo, sk, 0, 0);
+
+		if (si)
+			e->exchanges = si->exchanges;
 
 		if (t) {
 			e->start_ns = t->start_ns;
@@ -526,6 +537,13 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 		if (!si)
 			return 0;
 	}
+	/* A change of direction to sending starts an exchange: a request on
+	 * a client's end, its reply on a server's.  A keep-alive connection
+	 * then counts its requests, not only itself. */
+	if (si->last_dir != dir + 1 && si->kind != SK_OTHER) {
+		si->last_dir = dir + 1;
+		si->exchanges += dir == PG_DIR_FRONTEND;
+	}
 	if (si->kind < SK_CANDIDATE)
 		return 0;
 	if (si->kind == SK_CANDIDATE && dir != PG_DIR_FRONTEND)
@@ -545,7 +563,9 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 	if (si->kind == SK_CANDIDATE) {
 		__u64 iov, iovcnt;
 
-		si->kind = in.known && looks_pg(first_buf(&in, &iov, &iovcnt), ret) ? SK_PG : SK_OTHER;
+		/* Not PostgreSQL: a traced TCP socket still counts exchanges. */
+		si->kind = in.known && looks_pg(first_buf(&in, &iov, &iovcnt), ret) ? SK_PG :
+			   family == AF_UNIX ? SK_OTHER : SK_TCP;
 		if (si->kind != SK_PG)
 			return 0;
 	}

@@ -56,6 +56,8 @@ struct conn_event {
 	__u64 bytes_sent; /* EV_CLOSE: bytes acked by the peer */
 	__u64 bytes_received;
 	__u64 start_ns;   /* EV_CLOSE: when tracking began */
+	__u64 exchanges;  /* EV_CLOSE: sends that followed a receive (or came first):
+			   * a client's requests, a server's replies */
 	__u32 pid;
 	__u16 lport;      /* local and remote ports, host order */
 	__u16 rport;

@@ -406,6 +406,7 @@ static void count_conn(struct tcpstats *s, const struct conn *c, int role)
 	stats_seen(s, c->last_ns);
 	if (!c->closed)
 		return;
+	s->requests += c->exchanges;
 	if (role == ROLE_SERVER) {
 		/* Only the server end was seen: its sent is the client's received. */
 		s->bytes_sent += c->bytes_received;
@@ -453,6 +454,7 @@ static void close_conn(struct conntrack *ct, const struct conn_event *e)
 	c->last_ns = e->ts_ns;
 	c->bytes_sent = e->bytes_sent;
 	c->bytes_received = e->bytes_received;
+	c->exchanges = e->exchanges;
 	if (ct->closed_tail)
 		ct->closed_tail->next_closed = c;
 	else
@@ -776,6 +778,8 @@ static void render_edge(void *ctx, const struct tcpagg *a)
 	json_count_add(e, "connections", (json_int_t)s->connections);
 	if (s->failed)
 		json_count_add(e, "failed_connections", (json_int_t)s->failed);
+	if (s->requests)
+		json_count_add(e, "requests", (json_int_t)s->requests);
 	if (s->bytes_sent || s->bytes_received) {
 		json_count_add(e, "bytes_sent", (json_int_t)s->bytes_sent);
 		json_count_add(e, "bytes_received", (json_int_t)s->bytes_received);

@@ -60,6 +60,7 @@ struct conn {
 	uint64_t sock;
 	uint64_t open_ns, last_ns;/* monotonic */
 	uint64_t bytes_sent, bytes_received;
+	uint64_t exchanges;       /* at close: its requests (client) or replies (server) */
 	uint32_t tgid;
 	uint8_t laddr[16], raddr[16];
 	uint16_t lport, rport;
@@ -72,6 +73,7 @@ struct conn {
 
 struct tcpstats {
 	uint64_t connections, failed;
+	uint64_t requests;        /* exchanges on the connections that closed */
 	uint64_t bytes_sent, bytes_received;
 	uint64_t first_ns, last_ns;
 	struct hist duration;

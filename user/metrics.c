@@ -138,7 +138,9 @@ static void on_tcp(void *ctx, const struct tcpagg *a)
 	s = series_get(&g->graph, vals);
 	if (!s)
 		return;
-	s->total += st->connections;
+	/* A request is an exchange (a send after a receive) on a connection
+	 * that closed; a connect that failed is a failed request. */
+	s->total += st->requests + st->failed;
 	s->failed += st->failed;
 	hist_merge(&s->h, &st->duration);
 }
@@ -249,7 +251,7 @@ int metrics_render(struct strbuf *b, const struct collector *c)
 	sb_reset(b);
 
 	prom_family(b, "traces_service_graph_request_total", "counter",
-		    "Requests between two services, or a service and a database table (TCP: connections)");
+		    "Requests between two services (TCP: exchanges on closed connections, and failed connects), or a service and a database table (statements)");
 	u64map_for_each(&g.graph.index, i, s)
 		for (; s; s = s->next) {
 			labels_of(&g.graph, s, labels);
