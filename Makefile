@@ -4,6 +4,13 @@ CC       ?= gcc
 CLANG    ?= clang
 BPFTOOL  ?= bpftool
 ARCH     := x86
+# `make install`: PREFIX for the binary and man page, DESTDIR for staging
+# (packages).  The unit goes to /etc/systemd/system, where systemd looks
+# whatever the prefix; its ExecStart names /usr/local/bin/seams, so
+# another PREFIX rewrites that line.
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+UNITDIR  ?= /etc/systemd/system
 
 ifeq ($(V),1)
 Q :=
@@ -23,7 +30,7 @@ DEB_PKGS := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
             libpg-query-dev libprotobuf-c-dev libjansson-dev \
             libgraphviz-dev graphviz libmicrohttpd-dev libcmocka-dev libclang-rt-14-dev \
             postgresql-15 postgresql-contrib libpq-dev python3 python3-psycopg2 curl iproute2 jq socat \
-            chromium
+            chromium prometheus
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
@@ -43,7 +50,7 @@ FUZZ_LIB  := user/pgwire.c user/sqltables.c
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps test unit fuzz demo bench clean vmlinux
+.PHONY: all deps test unit fuzz demo bench clean vmlinux install
 
 all: $(BUILD)/seams
 
@@ -102,6 +109,15 @@ demo: deps
 
 bench: deps all $(BENCH_BINS)
 	$(Q)tests/bench/run.sh
+
+install: $(BUILD)/seams
+	@echo "  INSTALL $(DESTDIR)$(PREFIX)/bin/seams"
+	$(Q)install -D -m 0755 $(BUILD)/seams $(DESTDIR)$(PREFIX)/bin/seams
+	$(Q)install -D -m 0644 docs/seams.1 $(DESTDIR)$(PREFIX)/share/man/man1/seams.1
+	$(Q)install -d $(DESTDIR)$(UNITDIR)
+	$(Q)sed 's|/usr/local/bin/seams|$(PREFIX)/bin/seams|' dist/seams-agent.service \
+		> $(DESTDIR)$(UNITDIR)/seams-agent.service
+	$(Q)chmod 0644 $(DESTDIR)$(UNITDIR)/seams-agent.service
 
 # Regenerate the committed CO-RE header from the running kernel.
 vmlinux:
