@@ -5,8 +5,8 @@
 #
 # Sourcing it: finds the cgroup2 mount, makes a temp dir ($TEST_TMP) and
 # registers `cleanup` on EXIT/INT/TERM.  Everything a test starts through
-# these helpers (cgroups and their processes, postgres, seams capture, temp
-# files) is removed by cleanup, also when the test fails halfway.
+# these helpers (cgroups and their processes, postgres, seams capture and
+# agent, prometheus, temp files) is removed by cleanup, also when the test fails halfway.
 #
 # Set before sourcing:
 #   SEAMS_CG_PARENT  name of the parent cgroup under the cgroup2 mount
@@ -28,6 +28,11 @@ LIB_PIDS=()         # background pids started outside cgroups
 LIB_CLEANED=0
 SEAMS_PID=
 SEAMS_ERR=
+SEAMS_AGENT_PID=
+SEAMS_AGENT_ERR=
+SEAMS_AGENT_URL=
+PROM_PID=
+PROM_URL=
 PG_RUNNING=0
 
 # --- messages ---------------------------------------------------------------
@@ -348,6 +353,164 @@ seams_capture_fg() {
 		{ cat "$SEAMS_ERR" >&2; fail "seams capture failed"; }
 }
 
+# --- seams agent ------------------------------------------------------------
+
+# seams_agent_bg ARGS...: start `seams agent ARGS...` in the background and
+# wait (up to 30 s) until it reports "attached" on stderr and answers
+# /healthz.  Without --listen in ARGS it gets --listen 127.0.0.1:FREE_PORT,
+# so tests never collide with an agent on the default port.  Sets
+# SEAMS_AGENT_PID, SEAMS_AGENT_ERR (its stderr) and SEAMS_AGENT_URL
+# (http://HOST:PORT, a wildcard address replaced by loopback).  SIGINT and
+# SIGTERM get their default disposition, as for seams_capture_bg.
+seams_agent_bg() {
+	local listen='' a prev='' args=("$@")
+	for a in "$@"; do
+		case $a in --listen=*) listen=${a#--listen=} ;; esac
+		[ "$prev" = --listen ] && listen=$a
+		prev=$a
+	done
+	if [ -z "$listen" ]; then
+		listen=127.0.0.1:$(free_port)
+		args=(--listen "$listen" "${args[@]}")
+	fi
+	case $listen in
+		0.0.0.0:*) SEAMS_AGENT_URL=http://127.0.0.1:${listen##*:} ;;
+		'[::]':*) SEAMS_AGENT_URL="http://[::1]:${listen##*:}" ;;
+		*) SEAMS_AGENT_URL=http://$listen ;;
+	esac
+	SEAMS_AGENT_ERR=$TEST_TMP/agent.$RANDOM.err
+	env --default-signal=INT,TERM "$SEAMS" agent "${args[@]}" 2> "$SEAMS_AGENT_ERR" &
+	SEAMS_AGENT_PID=$!
+	local deadline=$((SECONDS + 30))
+	until grep -q attached "$SEAMS_AGENT_ERR" 2>/dev/null &&
+		curl -sf -o /dev/null --max-time 2 "$SEAMS_AGENT_URL/healthz"; do
+		if ! kill -0 "$SEAMS_AGENT_PID" 2>/dev/null; then
+			local rc=0
+			wait "$SEAMS_AGENT_PID" || rc=$?  # not a bare wait: set -e would exit silently
+			SEAMS_AGENT_PID=
+			cat "$SEAMS_AGENT_ERR" >&2
+			fail "seams agent exited ($rc) before attaching and serving $SEAMS_AGENT_URL"
+		fi
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			cat "$SEAMS_AGENT_ERR" >&2
+			grep -q attached "$SEAMS_AGENT_ERR" &&
+				fail "seams agent attached but $SEAMS_AGENT_URL/healthz did not answer within 30 s"
+			fail "seams agent did not report 'attached' within 30 s"
+		fi
+		sleep 0.05
+	done
+	log "seams agent $SEAMS_AGENT_PID serving $SEAMS_AGENT_URL"
+}
+
+# seams_agent_stop [SIGNAL]: signal the agent (default TERM), wait up to
+# 30 s for it to exit (then SIGKILL); returns its exit status and shows its
+# stderr when that is not 0.
+seams_agent_stop() {
+	local sig=${1:-TERM} pid=$SEAMS_AGENT_PID rc
+	[ -n "$pid" ] || return 0
+	kill -"$sig" "$pid" 2>/dev/null
+	local deadline=$((SECONDS + 30))
+	while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
+	if kill -0 "$pid" 2>/dev/null; then
+		echo "seams agent did not exit within 30 s of SIG$sig; killing it" >&2
+		kill -KILL "$pid" 2>/dev/null
+	fi
+	rc=0
+	wait "$pid" || rc=$?
+	SEAMS_AGENT_PID=
+	if [ "$rc" != 0 ]; then
+		echo "seams agent exited with status $rc; its stderr:" >&2
+		cat "$SEAMS_AGENT_ERR" >&2
+	fi
+	return "$rc"
+}
+
+# proc_status_field PID FIELD: a field of /proc/PID/status (e.g. CapEff).
+proc_status_field() {
+	awk -v f="$2:" '$1 == f { print $2; exit }' "/proc/$1/status"
+}
+
+# --- Prometheus -------------------------------------------------------------
+
+# prom_start TARGET_HOST:PORT: Debian's prometheus on a free loopback port,
+# scraping TARGET's /metrics every second, its data in $TEST_TMP; waits
+# until /-/ready answers.  Sets PROM_URL and PROM_PID.
+prom_start() {
+	local target=$1 port dir
+	require_cmd prometheus
+	port=$(free_port)
+	dir=$TEST_TMP/prom.$port
+	mkdir -p "$dir/data"
+	printf '%s\n' \
+		'global:' \
+		'  scrape_interval: 1s' \
+		'  scrape_timeout: 1s' \
+		'  evaluation_interval: 1s' \
+		'scrape_configs:' \
+		'  - job_name: seams' \
+		'    static_configs:' \
+		"      - targets: ['$target']" > "$dir/prometheus.yml"
+	prometheus --config.file="$dir/prometheus.yml" --storage.tsdb.path="$dir/data" \
+		--web.listen-address="127.0.0.1:$port" --log.level=warn > "$dir/prometheus.log" 2>&1 &
+	PROM_PID=$!
+	PROM_URL=http://127.0.0.1:$port
+	local deadline=$((SECONDS + 30))
+	until curl -sf -o /dev/null --max-time 2 "$PROM_URL/-/ready"; do
+		if ! kill -0 "$PROM_PID" 2>/dev/null; then
+			wait "$PROM_PID" 2>/dev/null || true
+			PROM_PID=
+			cat "$dir/prometheus.log" >&2
+			fail "prometheus exited before it was ready"
+		fi
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			cat "$dir/prometheus.log" >&2
+			fail "prometheus was not ready within 30 s"
+		fi
+		sleep 0.1
+	done
+	log "prometheus $PROM_PID at $PROM_URL scraping $target"
+}
+
+# prom_query EXPR: the HTTP API's JSON answer to an instant query.
+prom_query() {
+	curl -sfG --max-time 10 --data-urlencode "query=$1" "$PROM_URL/api/v1/query"
+}
+
+# prom_value EXPR: the value of the query's first series, or nothing.
+prom_value() {
+	prom_query "$1" | jq -r '.data.result[0].value[1] // empty'
+}
+
+# wait_prom_series EXPR [TIMEOUT_S]: wait (default 30 s) until EXPR returns
+# at least one series.  On timeout shows the last answer and the scrape
+# target's health, and returns 1.
+wait_prom_series() {
+	local expr=$1 timeout=${2:-30} out
+	local deadline=$((SECONDS + timeout))
+	while :; do
+		out=$(prom_query "$expr" 2>/dev/null) || out=
+		jq -e '.status == "success" and (.data.result | length) > 0' <<<"$out" >/dev/null 2>&1 && return 0
+		[ "$SECONDS" -lt "$deadline" ] || break
+		sleep 0.5
+	done
+	echo "no series for $expr after $timeout s; last answer: ${out:-(none)}" >&2
+	echo "scrape targets: $(curl -sf --max-time 5 "$PROM_URL/api/v1/targets" |
+		jq -c '[.data.activeTargets[] | {scrapeUrl, health, lastError}]' 2>/dev/null)" >&2
+	return 1
+}
+
+prom_stop() {
+	local i
+	[ -n "$PROM_PID" ] || return 0
+	# Tests run with set -e: neither a dead process nor its status may end them.
+	kill -TERM "$PROM_PID" 2>/dev/null || true
+	for i in $(seq 1 100); do kill -0 "$PROM_PID" 2>/dev/null || break; sleep 0.05; done
+	kill -KILL "$PROM_PID" 2>/dev/null || true
+	wait "$PROM_PID" 2>/dev/null || true
+	PROM_PID=
+	return 0
+}
+
 # --- graph assertions (jq) --------------------------------------------------
 
 show_graph() {
@@ -467,6 +630,13 @@ cleanup() {
 		kill -KILL "$SEAMS_PID" 2>/dev/null
 		wait "$SEAMS_PID" 2>/dev/null
 	fi
+	if [ -n "$SEAMS_AGENT_PID" ]; then
+		kill -TERM "$SEAMS_AGENT_PID" 2>/dev/null
+		for i in $(seq 1 100); do kill -0 "$SEAMS_AGENT_PID" 2>/dev/null || break; sleep 0.05; done
+		kill -KILL "$SEAMS_AGENT_PID" 2>/dev/null
+		wait "$SEAMS_AGENT_PID" 2>/dev/null
+	fi
+	prom_stop
 	pg_stop
 	for pid in "${LIB_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
 	# Our cgroups, deepest first (cg_destroy_tree handles nesting).
