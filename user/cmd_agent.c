@@ -225,6 +225,10 @@ int cmd_agent(int argc, char **argv)
 		die_msg("unexpected argument '%s'; see 'seams agent --help'", argv[optind]);
 		return 2;
 	}
+	if (httpd_check_listen(listen, err, sizeof(err))) {
+		die_msg("%s", err);
+		return 2;
+	}
 	/* The default is the agent's own: make it, as systemd's StateDirectory would. */
 	if (!strcmp(dir, DEFAULT_DIR) && mkdir(dir, 0750) && errno != EEXIST) {
 		die_msg("cannot create %s: %s; choose a --snapshot-dir", dir, strerror(errno));

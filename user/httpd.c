@@ -257,6 +257,14 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *conn, const char 
 	return ret;
 }
 
+int httpd_check_listen(const char *listen_on, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+
+	return parse_listen(listen_on, &ss, &sslen, err, errlen);
+}
+
 struct httpd *httpd_open(const char *listen_on, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;

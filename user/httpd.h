@@ -16,6 +16,9 @@ struct httpd;
  * choose another --listen"). */
 struct httpd *httpd_start(const char *listen, char *err, size_t errlen);
 
+/* Only whether listen is well formed: 0, or -1 with one line in err. */
+int httpd_check_listen(const char *listen, char *err, size_t errlen);
+
 /* httpd_start() in two steps: bind now (so a bad address or a port in
  * use fails before anything else is set up), serve later (so the server's
  * thread starts after the caller has dropped its privileges).  A failed
