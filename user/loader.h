@@ -21,7 +21,7 @@ struct loader_opts {
 struct loader;
 struct cgnames;
 
-/* Privileges, BTF, tracefs (mounted when absent).  0, or -1 with one line in err. */
+/* Privileges and BTF.  0, or -1 with one line in err. */
 int loader_check_host(char *err, size_t len);
 
 /* Load and attach everything; NULL with one line in err. */
