@@ -22,13 +22,14 @@ static void usage(FILE *f)
 		"usage: seams report GRAPH.json [--format text|markdown|json] [--fail-on KIND[,KIND...]]\n"
 		"\n"
 		"Lists the coupling found in a graph: shared_table, sync_chain, fan_out,\n"
-		"cycle, co_access.  GRAPH.json may be - for stdin.\n"
+		"cycle, co_access, test_closure.  GRAPH.json may be - for stdin.\n"
 		"\n"
-		"  -f, --format FMT     text (default), markdown or json\n"
+		"  -f, --format FMT     text (default: at most %d findings of a kind), markdown\n"
+		"                       or json (every finding and every chain)\n"
 		"      --fail-on KINDS  exit %d when a finding of these kinds is present\n"
 		"\n"
 		"exit status: 0 done, 1 unreadable graph, 2 bad usage, %d --fail-on matched\n",
-		EXIT_FINDINGS, EXIT_FINDINGS);
+		REPORT_TEXT_PER_KIND, EXIT_FINDINGS, EXIT_FINDINGS);
 }
 
 /* ---- text ------------------------------------------------------------ */
@@ -78,14 +79,41 @@ static void print_counts(FILE *out, const json_t *report)
 		(long long)summary_int(report, "tcp_edges"), (long long)summary_int(report, "sql_edges"));
 }
 
+/* One line at most: every client reads the catalogs, so they are context,
+ * not coupling. */
+static void print_catalogs(FILE *out, const struct palette *p, const json_t *report)
+{
+	json_t *cats = json_object_get(json_object_get(report, "summary"), "catalog_tables"), *c, *svc;
+	json_t *readers = json_object();
+	size_t i, j, n = json_array_size(cats);
+
+	if (!n) {
+		json_decref(readers);
+		return;
+	}
+	fprintf(out, "%ssystem catalogs (never a finding): ", p->dim);
+	json_array_foreach(cats, i, c) {
+		json_array_foreach(json_object_get(c, "services"), j, svc)
+			json_object_set_new(readers, json_string_value(svc), json_true());
+		if (i < 3)
+			fprintf(out, "%s%s", i ? ", " : "", json_str(c, "table"));
+	}
+	if (n > 3)
+		fprintf(out, " and %zu more", n - 3);
+	fprintf(out, " (read by %zu service%s)%s\n", json_object_size(readers),
+		json_object_size(readers) == 1 ? "" : "s", p->reset);
+	json_decref(readers);
+}
+
 static void print_text(FILE *out, const char *path, const json_t *report)
 {
 	const struct palette *p = pick_palette();
 	json_t *findings = json_object_get(report, "findings"), *f, *d;
-	size_t i, j;
+	size_t i, j, shown[REPORT_NKINDS] = { 0 }, hidden[REPORT_NKINDS] = { 0 }, nhidden = 0;
 
 	fprintf(out, "%s: ", path);
 	print_counts(out, report);
+	print_catalogs(out, p, report);
 	if (!json_array_size(findings)) {
 		fprintf(out, "no coupling findings\n");
 		return;
@@ -96,8 +124,16 @@ static void print_text(FILE *out, const char *path, const json_t *report)
 		(long long)severity_count(report, "info"));
 	json_array_foreach(findings, i, f) {
 		const char *sev = json_str(f, "severity");
+		int kind = report_kind_parse(json_str(f, "kind"));
 		char upper[16];
 
+		/* A terminal screen: the first few of a kind, most severe and
+		 * busiest first, say what the rest would. */
+		if (kind >= 0 && shown[kind]++ >= REPORT_TEXT_PER_KIND) {
+			hidden[kind]++;
+			nhidden++;
+			continue;
+		}
 		for (j = 0; j + 1 < sizeof(upper) && sev[j]; j++)
 			upper[j] = sev[j] - 32 * (sev[j] >= 'a' && sev[j] <= 'z');
 		upper[j] = 0;
@@ -105,6 +141,15 @@ static void print_text(FILE *out, const char *path, const json_t *report)
 			json_str(f, "kind"), json_str(f, "title"));
 		json_array_foreach(json_object_get(f, "details"), j, d)
 			fprintf(out, "%s%23s%s%s\n", p->dim, "", json_string_value(d), p->reset);
+	}
+	if (nhidden) {
+		size_t listed = 0;
+
+		fprintf(out, "\nnot shown:");
+		for (int k = 0; k < REPORT_NKINDS; k++)
+			if (hidden[k])
+				fprintf(out, "%s %zu more %s", listed++ ? "," : "", hidden[k], report_kind_name(k));
+		fprintf(out, " (--format json or markdown lists every finding)\n");
 	}
 	if (json_is_true(json_object_get(json_object_get(report, "summary"), "chain_search_truncated")))
 		fprintf(out, "\nnote: the chain search stopped early on this dense graph; longer chains may exist\n");
@@ -171,8 +216,14 @@ static int parse_kinds(const char *list, unsigned *mask)
 		int kind = report_kind_parse(k);
 
 		if (kind < 0) {
-			die_msg("unknown finding kind '%s' in --fail-on; kinds are shared_table, sync_chain, fan_out, cycle, co_access",
-				k);
+			char known[256];
+			size_t used = 0;
+
+			known[0] = 0;
+			for (int i = 0; i < REPORT_NKINDS && used < sizeof(known); i++)
+				used += snprintf(known + used, sizeof(known) - used, "%s%s", i ? ", " : "",
+						 report_kind_name(i));
+			die_msg("unknown finding kind '%s' in --fail-on; kinds are %s", k, known);
 			ret = -1;
 			break;
 		}

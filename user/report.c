@@ -1,8 +1,10 @@
-/* The findings engine: shared tables, synchronous chains, fan-out, cycles
- * and co-access, computed from a graph into JSON that formatters render. */
+/* The findings engine: shared tables, synchronous chains, fan-out, cycles,
+ * co-access and test closures, computed from a graph into JSON that
+ * formatters render. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@ static const char *const kind_names[REPORT_NKINDS] = {
 	[REPORT_FAN_OUT] = "fan_out",
 	[REPORT_CYCLE] = "cycle",
 	[REPORT_CO_ACCESS] = "co_access",
+	[REPORT_TEST_CLOSURE] = "test_closure",
 };
 
 const char *report_kind_name(int kind)
@@ -128,6 +131,32 @@ static const char *svc_name(const struct svc_graph *s, size_t i)
 	return json_str(s->node[i], "name");
 }
 
+bool report_is_catalog(const json_t *table)
+{
+	const char *schema = json_str(table, "schema");
+
+	return is_kind(table, "table") && schema &&
+	       (!strcmp(schema, "pg_catalog") || !strcmp(schema, "information_schema"));
+}
+
+/* ---- traffic --------------------------------------------------------- */
+
+/* What an edge carries, to rank findings: connections on a tcp edge,
+ * statements on a sql edge.  The units differ, but within a graph both
+ * grow with the load a coupling sits on, which is what ranking needs. */
+static json_int_t edge_traffic(const json_t *e)
+{
+	json_int_t n = 0;
+	const char *key;
+	json_t *v;
+
+	if (!strcmp(json_str(e, "kind"), "tcp"))
+		return json_integer_value(json_object_get(e, "connections"));
+	json_object_foreach((json_t *)json_object_get(e, "operations"), key, v)
+		n += json_integer_value(v);
+	return n;
+}
+
 /* ---- building findings ----------------------------------------------- */
 
 static void append_fmt(json_t *arr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -148,9 +177,9 @@ static void append_fmt(json_t *arr, const char *fmt, ...)
 /* A finding with its common fields; the caller adds evidence. */
 static json_t *finding_new(json_t *findings, int kind, const char *severity)
 {
-	json_t *f = json_pack("{s:s, s:s, s:s, s:[], s:[], s:[], s:[]}",
+	json_t *f = json_pack("{s:s, s:s, s:s, s:[], s:[], s:[], s:[], s:i}",
 			      "kind", kind_names[kind], "severity", severity, "title", "",
-			      "services", "tables", "nodes", "details");
+			      "services", "tables", "nodes", "details", "traffic", 0);
 
 	json_array_append_new(findings, f);
 	return f;
@@ -274,12 +303,15 @@ static void check_table(json_t *findings, struct graph *g, json_t *table,
 	json_t *db = graph_node(g, json_str(table, "database"));
 	const char *dbname = db ? json_str(db, "database") : "?";
 	size_t writers = 0;
+	json_int_t traffic = 0;
 	json_t *f, *access;
 	char *writer_names;
 
-	for (size_t i = 0; i < ntouch; i++)
+	for (size_t i = 0; i < ntouch; i++) {
 		if (count_of(json_object_get(touch[i], "access"), "write") > 0)
 			writers++;
+		traffic += edge_traffic(touch[i]);
+	}
 	if (!writers || (writers == 1 && ntouch == 1))
 		return;
 
@@ -296,6 +328,7 @@ static void check_table(json_t *findings, struct graph *g, json_t *table,
 	finding_node(f, table);
 	json_object_set_new(f, "database", json_string(dbname));
 	json_object_set_new(f, "writers", json_integer(writers));
+	json_object_set_new(f, "traffic", json_integer(traffic));
 	access = json_array();
 	json_object_set_new(f, "access", access);
 
@@ -332,7 +365,7 @@ static void check_shared_tables(json_t *findings, struct graph *g)
 		const char *id = json_str(table, "id");
 		size_t n = 0;
 
-		if (!is_kind(table, "table"))
+		if (!is_kind(table, "table") || report_is_catalog(table))
 			continue;
 		/* Quadratic in tables x edges; graphs are hundreds of edges. */
 		for (size_t i = 0; i < ne; i++) {
@@ -353,6 +386,7 @@ static void check_shared_tables(json_t *findings, struct graph *g)
 struct path {
 	size_t len;   /* nodes */
 	size_t *v;
+	json_int_t traffic;
 };
 
 struct chain_search {
@@ -362,23 +396,20 @@ struct chain_search {
 	size_t depth;
 	long budget;
 	bool truncated;
-	struct path best[4 * REPORT_MAX_CHAINS]; /* the longest seen, unordered */
+	struct path *best; /* the longest seen, unordered, REPORT_CHAINS_KEPT at most */
 	size_t nbest;
+	size_t shortest;   /* index of the shortest in best once it is full */
 };
 
 /* Keep the path if it is among the longest seen so far. */
 static void chain_keep(struct chain_search *cs)
 {
-	const size_t cap = sizeof(cs->best) / sizeof(cs->best[0]);
 	size_t slot = cs->nbest, *v;
 
 	if (cs->depth - 1 < REPORT_CHAIN_MIN_HOPS)
 		return;
-	if (cs->nbest == cap) {
-		slot = 0;
-		for (size_t i = 1; i < cap; i++)
-			if (cs->best[i].len < cs->best[slot].len)
-				slot = i;
+	if (cs->nbest == REPORT_CHAINS_KEPT) {
+		slot = cs->shortest;
 		if (cs->best[slot].len >= cs->depth)
 			return;
 	}
@@ -390,7 +421,13 @@ static void chain_keep(struct chain_search *cs)
 		cs->nbest++;
 	else
 		free(cs->best[slot].v);
-	cs->best[slot] = (struct path){ cs->depth, v };
+	cs->best[slot] = (struct path){ cs->depth, v, 0 };
+	if (cs->nbest == REPORT_CHAINS_KEPT) {
+		cs->shortest = 0;
+		for (size_t i = 1; i < cs->nbest; i++)
+			if (cs->best[i].len < cs->best[cs->shortest].len)
+				cs->shortest = i;
+	}
 }
 
 /* Simple paths only: a cycle would make every chain infinite, and the
@@ -420,12 +457,16 @@ static void chain_dfs(struct chain_search *cs, size_t u)
 	cs->depth--;
 }
 
+/* Deepest first; of equal depth, the one carrying most traffic stands for
+ * its entry service. */
 static int cmp_paths(const void *a, const void *b)
 {
 	const struct path *x = a, *y = b;
 
 	if (x->len != y->len)
 		return x->len > y->len ? -1 : 1;
+	if (x->traffic != y->traffic)
+		return x->traffic > y->traffic ? -1 : 1;
 	for (size_t i = 0; i < x->len; i++)
 		if (x->v[i] != y->v[i])
 			return x->v[i] < y->v[i] ? -1 : 1;
@@ -441,26 +482,44 @@ static bool path_within(const struct path *p, const struct path *q)
 	return false;
 }
 
-static json_t *svc_edge_between(const struct svc_graph *s, size_t from, size_t to)
+static long svc_edge_index(const struct svc_graph *s, size_t from, size_t to)
 {
 	for (size_t i = s->first[from]; i < s->first[from + 1]; i++)
 		if (s->edges[i].to == to)
-			return s->edges[i].edge;
-	return NULL;
+			return (long)i;
+	return -1;
 }
 
-static void chain_finding(json_t *findings, const struct svc_graph *s, const struct path *p)
+static json_t *svc_edge_between(const struct svc_graph *s, size_t from, size_t to)
+{
+	long i = svc_edge_index(s, from, to);
+
+	return i < 0 ? NULL : s->edges[i].edge;
+}
+
+static json_int_t path_traffic(const struct svc_graph *s, const struct path *p)
+{
+	json_int_t n = 0;
+
+	for (size_t i = 0; i + 1 < p->len; i++)
+		n += edge_traffic(svc_edge_between(s, p->v[i], p->v[i + 1]));
+	return n;
+}
+
+/* One chain with all its evidence: a finding's body, or one entry of its
+ * other_chains. */
+static json_t *chain_json(const struct svc_graph *s, const struct path *p)
 {
 	size_t hops = p->len - 1, measured = 0;
 	double latency = 0, avail = pow(REPORT_HOP_AVAILABILITY, hops);
-	json_t *f = finding_new(findings, REPORT_SYNC_CHAIN, "warning");
+	json_t *c = json_pack("{s:s, s:[], s:[], s:[]}", "title", "", "services", "nodes", "details");
 	json_t *unmeasured = json_array();
 	char *route = NULL;
 	size_t len = 0;
 	FILE *m = open_memstream(&route, &len);
 
 	for (size_t i = 0; i < p->len; i++) {
-		finding_node(f, s->node[p->v[i]]);
+		finding_node(c, s->node[p->v[i]]);
 		if (m)
 			fprintf(m, "%s%s", i ? " -> " : "", svc_name(s, p->v[i]));
 	}
@@ -477,51 +536,142 @@ static void chain_finding(json_t *findings, const struct svc_graph *s, const str
 			append_fmt(unmeasured, "%s -> %s", svc_name(s, p->v[i]), svc_name(s, p->v[i + 1]));
 		}
 	}
-	finding_title(f, "%zu synchronous hops: %s", hops, route ? route : "");
-	json_object_set_new(f, "hops", json_integer(hops));
-	json_object_set_new(f, "availability", json_real(round(avail * 10000) / 10000));
-	json_object_set_new(f, "latency_ms", json_real(round(latency * 1000) / 1000));
-	json_object_set_new(f, "measured_hops", json_integer(measured));
-	json_object_set_new(f, "unmeasured", unmeasured);
+	finding_title(c, "%zu synchronous hops: %s", hops, route ? route : "");
+	json_object_set_new(c, "hops", json_integer(hops));
+	json_object_set_new(c, "availability", json_real(round(avail * 10000) / 10000));
+	json_object_set_new(c, "latency_ms", json_real(round(latency * 1000) / 1000));
+	json_object_set_new(c, "measured_hops", json_integer(measured));
+	json_object_set_new(c, "unmeasured", unmeasured);
+	json_object_set_new(c, "traffic", json_integer(p->traffic));
 
-	append_fmt(json_object_get(f, "details"),
+	append_fmt(json_object_get(c, "details"),
 		   "availability %.1f%% if each hop is %.0f%% up (%.2f^%zu)", avail * 100,
 		   REPORT_HOP_AVAILABILITY * 100, REPORT_HOP_AVAILABILITY, hops);
 	if (measured)
-		append_fmt(json_object_get(f, "details"),
+		append_fmt(json_object_get(c, "details"),
 			   "latency adds up to %.1f ms (p50 connection time) on %zu of %zu hops",
 			   latency, measured, hops);
 	for (size_t i = 0; i < json_array_size(unmeasured); i++)
-		append_fmt(json_object_get(f, "details"), "no latency measured on %s",
+		append_fmt(json_object_get(c, "details"), "no latency measured on %s",
 			   json_string_value(json_array_get(unmeasured, i)));
 	free(route);
+	return c;
+}
+
+/* The finding of one entry service: its deepest chain, and the others
+ * that start there.  Its traffic counts each edge of the group once. */
+struct chain_group {
+	json_t *finding;
+	bool *edge_used;
+	json_int_t traffic;
+	size_t min_hops, max_hops;
+};
+
+static void group_add_edges(struct chain_group *gr, const struct svc_graph *s, const struct path *p)
+{
+	for (size_t i = 0; i + 1 < p->len; i++) {
+		long e = svc_edge_index(s, p->v[i], p->v[i + 1]);
+
+		if (e >= 0 && !gr->edge_used[e]) {
+			gr->edge_used[e] = true;
+			gr->traffic += edge_traffic(s->edges[e].edge);
+		}
+	}
+}
+
+static void group_finish(struct chain_group *gr, const struct svc_graph *s, size_t entry)
+{
+	json_t *f = gr->finding, *others = json_object_get(f, "other_chains");
+	size_t n = json_array_size(others);
+	char *title;
+
+	json_object_set_new(f, "traffic", json_integer(gr->traffic));
+	json_object_set_new(f, "other_chain_count", json_integer(n));
+	if (!n)
+		return;
+	if (asprintf(&title, "%s, and %zu other chain%s from %s", json_str(f, "title"), n, plural(n),
+		     svc_name(s, entry)) >= 0) {
+		json_object_set_new(f, "title", json_string(title));
+		free(title);
+	}
+	if (gr->min_hops == gr->max_hops)
+		append_fmt(json_object_get(f, "details"), "the other chain%s from %s: %zu hops",
+			   plural(n), svc_name(s, entry), gr->min_hops);
+	else
+		append_fmt(json_object_get(f, "details"), "the other chains from %s: %zu to %zu hops",
+			   svc_name(s, entry), gr->min_hops, gr->max_hops);
 }
 
 static void check_sync_chains(json_t *findings, const struct svc_graph *s, json_t *summary)
 {
 	struct chain_search cs = { .s = s, .budget = REPORT_PATH_BUDGET };
-	struct path *reported[REPORT_MAX_CHAINS];
-	size_t nreported = 0;
+	struct path **accepted = NULL;
+	struct chain_group *groups = NULL;
+	size_t naccepted = 0, ngroups = 0, unreported = 0;
 
+	cs.best = calloc(REPORT_CHAINS_KEPT, sizeof(*cs.best));
 	cs.stack = calloc(s->n + 1, sizeof(*cs.stack));
 	cs.on_path = calloc(s->n + 1, sizeof(*cs.on_path));
-	for (size_t u = 0; cs.stack && cs.on_path && u < s->n && !cs.truncated; u++)
+	groups = calloc(s->n + 1, sizeof(*groups));
+	for (size_t u = 0; cs.best && cs.stack && cs.on_path && groups && u < s->n && !cs.truncated; u++)
 		chain_dfs(&cs, u);
+	for (size_t i = 0; i < cs.nbest; i++)
+		cs.best[i].traffic = path_traffic(s, &cs.best[i]);
+	if (cs.nbest)
+		qsort(cs.best, cs.nbest, sizeof(cs.best[0]), cmp_paths);
+	accepted = calloc(cs.nbest + 1, sizeof(*accepted));
 
-	qsort(cs.best, cs.nbest, sizeof(cs.best[0]), cmp_paths);
-	for (size_t i = 0; i < cs.nbest && nreported < REPORT_MAX_CHAINS; i++) {
+	/* A chain inside a longer one says nothing new; what is left is grouped
+	 * by the service it starts at, deepest first. */
+	for (size_t i = 0; accepted && groups && i < cs.nbest; i++) {
+		struct path *p = &cs.best[i];
+		struct chain_group *gr = &groups[p->v[0]];
 		bool covered = false;
 
-		for (size_t j = 0; j < nreported && !covered; j++)
-			covered = path_within(&cs.best[i], reported[j]);
+		for (size_t j = 0; j < naccepted && !covered; j++)
+			covered = path_within(p, accepted[j]);
 		if (covered)
 			continue;
-		reported[nreported++] = &cs.best[i];
-		chain_finding(findings, s, &cs.best[i]);
+		accepted[naccepted++] = p;
+		if (!gr->finding) {
+			json_t *body;
+
+			if (ngroups == REPORT_MAX_CHAINS) {
+				unreported++;
+				continue;
+			}
+			gr->edge_used = calloc(s->nedges + 1, sizeof(*gr->edge_used));
+			if (!gr->edge_used)
+				continue;
+			gr->finding = finding_new(findings, REPORT_SYNC_CHAIN, "warning");
+			body = chain_json(s, p);
+			json_object_update(gr->finding, body);
+			json_decref(body);
+			json_object_set_new(gr->finding, "other_chains", json_array());
+			gr->min_hops = SIZE_MAX;
+			ngroups++;
+		} else {
+			json_array_append_new(json_object_get(gr->finding, "other_chains"), chain_json(s, p));
+			if (p->len - 1 < gr->min_hops)
+				gr->min_hops = p->len - 1;
+			if (p->len - 1 > gr->max_hops)
+				gr->max_hops = p->len - 1;
+		}
+		group_add_edges(gr, s, p);
 	}
+	for (size_t u = 0; groups && u < s->n; u++) {
+		if (groups[u].finding)
+			group_finish(&groups[u], s, u);
+		free(groups[u].edge_used);
+	}
+	json_object_set_new(summary, "chains", json_integer(naccepted));
+	json_object_set_new(summary, "chains_left_out", json_integer(unreported));
 	json_object_set_new(summary, "chain_search_truncated", json_boolean(cs.truncated));
 	for (size_t i = 0; i < cs.nbest; i++)
 		free(cs.best[i].v);
+	free(cs.best);
+	free(accepted);
+	free(groups);
 	free(cs.stack);
 	free(cs.on_path);
 }
@@ -543,6 +693,7 @@ static void check_fan_out(json_t *findings, struct graph *g, const struct svc_gr
 	for (size_t u = 0; callees && u < s->n; u++) {
 		const char *id = json_str(s->node[u], "id");
 		size_t n = 0;
+		json_int_t traffic = 0;
 		json_t *f;
 
 		for (size_t i = 0; i < ne; i++) {
@@ -565,11 +716,13 @@ static void check_fan_out(json_t *findings, struct graph *g, const struct svc_gr
 		for (size_t i = 0; i < n; i++) {
 			json_t *e = callees[i], *t = graph_node(g, json_str(e, "target"));
 
+			traffic += edge_traffic(e);
 			finding_node(f, t);
 			append_fmt(json_object_get(f, "details"), "-> %s: %lld connection%s",
 				   json_str(t, "name"), (long long)count_of(e, "connections"),
 				   plural(count_of(e, "connections")));
 		}
+		json_object_set_new(f, "traffic", json_integer(traffic));
 	}
 	free(callees);
 }
@@ -616,11 +769,12 @@ static void cycle_finding(struct tarjan *t, size_t *members, size_t n)
 		for (size_t j = 0; j < n; j++) {
 			json_t *e = svc_edge_between(s, members[i], members[j]);
 
-			if (e)
-				append_fmt(json_object_get(f, "details"), "%s -> %s (%lld connection%s)",
-					   svc_name(s, members[i]), svc_name(s, members[j]),
-					   (long long)count_of(e, "connections"),
-					   plural(count_of(e, "connections")));
+			if (!e)
+				continue;
+			json_object_set_new(f, "traffic", json_integer(count_of(f, "traffic") + edge_traffic(e)));
+			append_fmt(json_object_get(f, "details"), "%s -> %s (%lld connection%s)",
+				   svc_name(s, members[i]), svc_name(s, members[j]),
+				   (long long)count_of(e, "connections"), plural(count_of(e, "connections")));
 		}
 }
 
@@ -694,7 +848,8 @@ static json_t *tables_of(struct graph *g, const char *svc_id)
 	for (size_t i = 0; i < ne; i++) {
 		json_t *e = graph_edge_at(g, i);
 
-		if (!strcmp(json_str(e, "kind"), "sql") && !strcmp(json_str(e, "source"), svc_id))
+		if (!strcmp(json_str(e, "kind"), "sql") && !strcmp(json_str(e, "source"), svc_id) &&
+		    !report_is_catalog(graph_node(g, json_str(e, "target"))))
 			graph_node_add_string(holder, "tables", json_str(e, "target"));
 	}
 	list = json_incref(json_object_get(holder, "tables"));
@@ -745,8 +900,14 @@ static void co_access_pair(json_t *findings, struct graph *g, const struct svc_g
 			      svc_name(s, a), svc_name(s, b), jaccard * 100);
 	finding_node(f, s->node[a]);
 	finding_node(f, s->node[b]);
-	for (i = 0; i < json_array_size(common); i++)
-		finding_node(f, graph_node(g, json_string_value(json_array_get(common, i))));
+	for (i = 0; i < json_array_size(common); i++) {
+		const char *t = json_string_value(json_array_get(common, i));
+
+		finding_node(f, graph_node(g, t));
+		json_object_set_new(f, "traffic", json_integer(count_of(f, "traffic") +
+			edge_traffic(graph_find_edge(g, json_str(s->node[a], "id"), t, "sql")) +
+			edge_traffic(graph_find_edge(g, json_str(s->node[b], "id"), t, "sql"))));
+	}
 	json_object_set_new(f, "jaccard", json_real(round(jaccard * 1000) / 1000));
 	append_fmt(json_object_get(f, "details"), "%zu table%s in common; the data may want to live in one service",
 		   json_array_size(common), plural(json_array_size(common)));
@@ -785,6 +946,154 @@ static void check_co_access(json_t *findings, struct graph *g, const struct svc_
 	json_decref(shared);
 }
 
+/* ---- test_closure ---------------------------------------------------- */
+
+/* "a, b, c" from a sorted array of names. */
+static char *join_names(const json_t *names)
+{
+	char *buf = NULL;
+	size_t len = 0, i;
+	FILE *m = open_memstream(&buf, &len);
+	json_t *v;
+
+	if (!m)
+		return NULL;
+	json_array_foreach(names, i, v)
+		fprintf(m, "%s%s", i ? ", " : "", json_string_value(v));
+	fclose(m);
+	return buf;
+}
+
+/* What must run to test service u: every service it reaches through
+ * synchronous calls, and the tables they all use.  reach[] holds the
+ * services reached; u itself is in it. */
+static void closure_finding(json_t *findings, struct graph *g, const struct svc_graph *s,
+			    size_t u, const bool *reach, size_t nother)
+{
+	size_t ne = graph_edge_count(g);
+	json_t *f, *tables = json_object(), *svc_names = json_array(), *table_names = json_array();
+	json_t **sorted = calloc(ne + 1, sizeof(*sorted)), *v;
+	json_int_t traffic = 0;
+	size_t ntables = 0;
+	const char *id;
+	char *svc_text, *table_text;
+
+	/* Every call out of a reached service lands on a reached one. */
+	for (size_t i = 0; i < s->nedges; i++)
+		if (reach[s->edges[i].from])
+			traffic += edge_traffic(s->edges[i].edge);
+	for (size_t i = 0; i < ne; i++) {
+		json_t *e = graph_edge_at(g, i), *t;
+		long from = svc_index(s, json_str(e, "source"));
+
+		if (strcmp(json_str(e, "kind"), "sql") || from < 0 || !reach[from])
+			continue;
+		t = graph_node(g, json_str(e, "target"));
+		if (!is_kind(t, "table") || report_is_catalog(t))
+			continue;
+		json_object_set(tables, json_str(t, "id"), t);
+		traffic += edge_traffic(e);
+	}
+
+	f = finding_new(findings, REPORT_TEST_CLOSURE, "warning");
+	finding_node(f, s->node[u]);
+	for (size_t i = 0; i < s->n; i++)
+		if (reach[i] && i != u) {
+			finding_node(f, s->node[i]);
+			json_array_append_new(svc_names, json_string(svc_name(s, i)));
+		}
+	json_object_foreach(tables, id, v)
+		if (sorted)
+			sorted[ntables++] = v;
+	if (ntables)
+		qsort(sorted, ntables, sizeof(*sorted), cmp_node_names);
+	for (size_t i = 0; i < ntables; i++) {
+		finding_node(f, sorted[i]);
+		json_array_append_new(table_names, json_string(json_str(sorted[i], "name")));
+	}
+	free(sorted);
+	if (ntables)
+		finding_title(f, "testing %s needs %zu other service%s and %zu table%s running",
+			      svc_name(s, u), nother, plural(nother), ntables, plural(ntables));
+	else
+		finding_title(f, "testing %s needs %zu other service%s running", svc_name(s, u), nother,
+			      plural(nother));
+	json_object_set_new(f, "traffic", json_integer(traffic));
+	json_object_set_new(f, "closure_services", svc_names);
+	json_object_set_new(f, "closure_tables", table_names);
+	json_object_set_new(f, "share", json_real(round(1000.0 * nother / (s->n - 1)) / 1000));
+	svc_text = join_names(svc_names);
+	table_text = join_names(table_names);
+	append_fmt(json_object_get(f, "details"), "services: %s (%.0f%% of the other services)",
+		   svc_text ? svc_text : "", 100.0 * nother / (s->n - 1));
+	if (json_array_size(table_names))
+		append_fmt(json_object_get(f, "details"), "tables: %s", table_text ? table_text : "");
+	free(svc_text);
+	free(table_text);
+	json_decref(tables);
+}
+
+/* Breadth-first from each service over tcp edges between services. */
+static void check_test_closures(json_t *findings, struct graph *g, const struct svc_graph *s)
+{
+	bool *reach = calloc(s->n + 1, sizeof(*reach));
+	size_t *queue = calloc(s->n + 1, sizeof(*queue));
+
+	for (size_t u = 0; reach && queue && u < s->n; u++) {
+		size_t head = 0, tail = 0;
+
+		memset(reach, 0, s->n * sizeof(*reach));
+		reach[u] = true;
+		queue[tail++] = u;
+		while (head < tail) {
+			size_t x = queue[head++];
+
+			for (size_t i = s->first[x]; i < s->first[x + 1]; i++)
+				if (!reach[s->edges[i].to]) {
+					reach[s->edges[i].to] = true;
+					queue[tail++] = s->edges[i].to;
+				}
+		}
+		if (tail - 1 >= REPORT_CLOSURE_MIN_SERVICES)
+			closure_finding(findings, g, s, u, reach, tail - 1);
+	}
+	free(reach);
+	free(queue);
+}
+
+/* ---- system catalogs --------------------------------------------------- */
+
+/* [{"table", "database", "node", "services"}]: shown, never a finding. */
+static json_t *catalog_tables(struct graph *g)
+{
+	size_t nn = graph_node_count(g), ne = graph_edge_count(g);
+	json_t *out = json_array();
+
+	for (size_t t = 0; t < nn; t++) {
+		json_t *table = graph_node_at(g, t), *db, *entry;
+		const char *id = json_str(table, "id");
+
+		if (!report_is_catalog(table))
+			continue;
+		db = graph_node(g, json_str(table, "database"));
+		entry = json_pack("{s:s, s:s, s:s}", "table", json_str(table, "name"), "database",
+				  db && json_str(db, "database") ? json_str(db, "database") : "?", "node", id);
+		for (size_t i = 0; i < ne; i++) {
+			json_t *e = graph_edge_at(g, i), *src;
+
+			if (strcmp(json_str(e, "kind"), "sql") || strcmp(json_str(e, "target"), id))
+				continue;
+			src = graph_node(g, json_str(e, "source"));
+			if (is_kind(src, "service"))
+				graph_node_add_string(entry, "services", json_str(src, "name"));
+		}
+		if (!json_object_get(entry, "services"))
+			json_object_set_new(entry, "services", json_array());
+		json_array_append_new(out, entry);
+	}
+	return out;
+}
+
 /* ---- the report ------------------------------------------------------ */
 
 static int severity_rank(const char *sev)
@@ -797,13 +1106,15 @@ static int cmp_findings(const void *a, const void *b)
 	const json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
 	int c = severity_rank(json_str(x, "severity")) - severity_rank(json_str(y, "severity"));
 
+	if (!c && count_of(x, "traffic") != count_of(y, "traffic"))
+		c = count_of(x, "traffic") > count_of(y, "traffic") ? -1 : 1;
 	if (!c)
 		c = report_kind_parse(json_str(x, "kind")) - report_kind_parse(json_str(y, "kind"));
 	return c;
 }
 
-/* Most severe first; qsort is not stable, so sort indexes to keep each
- * check's own order (longest chain first) within a kind. */
+/* Most severe first, then the most traffic; qsort is not stable, and ties
+ * keep each check's own order. */
 static json_t *sort_findings(json_t *findings)
 {
 	size_t n = json_array_size(findings);
@@ -869,7 +1180,9 @@ json_t *report_build(struct graph *g)
 	check_fan_out(findings, g, &s);
 	check_cycles(findings, &s);
 	check_co_access(findings, g, &s);
+	check_test_closures(findings, g, &s);
 	svc_graph_free(&s);
+	json_object_set_new(summary, "catalog_tables", catalog_tables(g));
 
 	sorted = sort_findings(findings);
 	json_decref(findings);

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -106,9 +107,12 @@ static void test_chain_branches(void **state)
 		json_count_add(graph_edge(g, s, t, "tcp"), "connections", 1);
 	}
 	r = report_build(g);
+	/* Two entry services, a and x: one finding each. */
 	assert_int_equal(count_kind(r, "sync_chain"), 2);
+	assert_int_equal(json_integer_value(json_object_get(first_of(r, "sync_chain"), "hops")), 4);
 	json_array_foreach(json_object_get(r, "findings"), i, f)
-		assert_int_equal(json_integer_value(json_object_get(f, "hops")), i == 0 ? 4 : 3);
+		if (!strcmp(json_str(f, "kind"), "sync_chain"))
+			assert_int_equal(json_integer_value(json_object_get(f, "other_chain_count")), 0);
 	json_decref(r);
 	graph_free(g);
 }
@@ -205,11 +209,161 @@ static void test_fan_out(void **state)
 	json_decref(r);
 }
 
+/* The finding of one sync_chain entry service, or NULL. */
+static json_t *chain_from(const json_t *r, const char *entry)
+{
+	json_t *f;
+	size_t i;
+
+	json_array_foreach(json_object_get(r, "findings"), i, f)
+		if (!strcmp(json_str(f, "kind"), "sync_chain") &&
+		    !strcmp(json_string_value(json_array_get(json_object_get(f, "services"), 0)), entry))
+			return f;
+	return NULL;
+}
+
+static void test_chain_groups(void **state)
+{
+	json_t *r = report_of(DATA "chains.json"), *web, *cron, *others, *c;
+	const char *const second[] = { "web", "api", "orders", "stock", "db" };
+	size_t i;
+
+	/* web and cron start every chain; api's are inside web's. */
+	assert_int_equal(count_kind(r, "sync_chain"), 2);
+	assert_non_null(web = chain_from(r, "web"));
+	assert_non_null(cron = chain_from(r, "cron"));
+	assert_null(chain_from(r, "api"));
+
+	assert_int_equal(json_integer_value(json_object_get(web, "hops")), 5);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(web, "services"), 2)), "billing");
+	assert_int_equal(json_integer_value(json_object_get(web, "other_chain_count")), 3);
+	assert_non_null(strstr(json_str(web, "title"), "and 3 other chains from web"));
+	others = json_object_get(web, "other_chains");
+	assert_int_equal(json_array_size(others), 3);
+	/* Deepest first, then the busiest: via orders (290) before search (190). */
+	c = json_array_get(others, 0);
+	assert_int_equal(json_integer_value(json_object_get(c, "hops")), 4);
+	for (i = 0; i < 5; i++)
+		assert_string_equal(json_string_value(json_array_get(json_object_get(c, "services"), i)), second[i]);
+	assert_int_equal(json_integer_value(json_object_get(c, "traffic")), 290);
+	/* Every detail of a chain is kept for the other chains too. */
+	assert_true(fabs(json_real_value(json_object_get(c, "availability")) - 0.9606) < 1e-9);
+	assert_true(json_real_value(json_object_get(c, "latency_ms")) == 8.0);
+	assert_int_equal(json_array_size(json_object_get(c, "details")), 2);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(others, 1), "hops")), 4);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(others, 2), "hops")), 3);
+	/* The group's traffic counts each edge once: all 440 but cron -> billing. */
+	assert_int_equal(json_integer_value(json_object_get(web, "traffic")), 440 - 5);
+
+	assert_int_equal(json_integer_value(json_object_get(cron, "hops")), 4);
+	assert_int_equal(json_integer_value(json_object_get(cron, "other_chain_count")), 0);
+	assert_int_equal(json_array_size(json_object_get(cron, "other_chains")), 0);
+	assert_int_equal(json_integer_value(json_object_get(cron, "traffic")), 5 + 20 + 60 + 50);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "summary"), "chains")), 5);
+	json_decref(r);
+}
+
+/* Most severe first, then the most traffic. */
+static void test_order(void **state)
+{
+	const char *const files[] = { DATA "chains.json", DATA "demo.json", DATA "closure.json" };
+
+	for (size_t k = 0; k < 3; k++) {
+		json_t *r = report_of(files[k]), *f, *prev = NULL;
+		size_t i;
+
+		json_array_foreach(json_object_get(r, "findings"), i, f) {
+			assert_true(json_is_integer(json_object_get(f, "traffic")));
+			if (prev && !strcmp(json_str(prev, "severity"), json_str(f, "severity")))
+				assert_true(json_integer_value(json_object_get(prev, "traffic")) >=
+					    json_integer_value(json_object_get(f, "traffic")));
+			prev = f;
+		}
+		json_decref(r);
+	}
+}
+
+static void test_catalogs(void **state)
+{
+	json_t *r = report_of(DATA "catalog.json"), *cats, *c;
+	size_t i;
+
+	/* Three services read the catalogs and two update pg_settings: still
+	 * no shared_table, and no co_access between billing and reporting. */
+	assert_int_equal(json_array_size(json_object_get(r, "findings")), 0);
+	cats = json_object_get(json_object_get(r, "summary"), "catalog_tables");
+	assert_int_equal(json_array_size(cats), 3);
+	json_array_foreach(cats, i, c) {
+		assert_int_equal(json_array_size(json_object_get(c, "services")), 3);
+		assert_string_equal(json_str(c, "database"), "shop");
+		assert_true(has_string(json_object_get(c, "services"), "reporting"));
+	}
+	assert_string_equal(json_str(json_array_get(cats, 0), "table"), "information_schema.tables");
+	assert_string_equal(json_str(json_array_get(cats, 2), "node"),
+			    "table:svc:postgresql/shop/pg_catalog.pg_settings");
+	json_decref(r);
+
+	/* A plain table is no catalog; an empty list when there is none. */
+	r = report_of(DATA "shared_critical.json");
+	assert_int_equal(json_array_size(json_object_get(json_object_get(r, "summary"), "catalog_tables")), 0);
+	json_decref(r);
+}
+
+static json_t *closure_of(const json_t *r, const char *svc)
+{
+	json_t *f;
+	size_t i;
+
+	json_array_foreach(json_object_get(r, "findings"), i, f)
+		if (!strcmp(json_str(f, "kind"), "test_closure") &&
+		    !strcmp(json_string_value(json_array_get(json_object_get(f, "services"), 0)), svc))
+			return f;
+	return NULL;
+}
+
+static void test_closure(void **state)
+{
+	json_t *r = report_of(DATA "closure.json"), *a, *y, *cs;
+
+	/* g, a and y need 4 or more other services; b, c, d, e, x, h and pg
+	 * do not. */
+	assert_int_equal(count_kind(r, "test_closure"), 3);
+	assert_non_null(closure_of(r, "g"));
+	assert_null(closure_of(r, "b"));
+	assert_null(closure_of(r, "x"));
+	assert_null(closure_of(r, "h"));
+
+	assert_non_null(a = closure_of(r, "a"));
+	assert_string_equal(json_str(a, "severity"), "warning");
+	cs = json_object_get(a, "closure_services");
+	assert_int_equal(json_array_size(cs), 5);
+	assert_true(has_string(cs, "b") && has_string(cs, "c") && has_string(cs, "d") &&
+		    has_string(cs, "e") && has_string(cs, "pg"));
+	assert_false(has_string(cs, "g") || has_string(cs, "a"));
+	/* Its own table counts, the catalog does not. */
+	cs = json_object_get(a, "closure_tables");
+	assert_int_equal(json_array_size(cs), 3);
+	assert_string_equal(json_string_value(json_array_get(cs, 0)), "public.ta");
+	assert_false(has_string(json_object_get(a, "tables"), "pg_catalog.pg_class"));
+	assert_true(fabs(json_real_value(json_object_get(a, "share")) - 0.556) < 1e-9); /* 5 of 9 */
+	assert_string_equal(json_str(a, "title"), "testing a needs 5 other services and 3 tables running");
+	/* Calls out of the closure (a -> b 10, a -> e 3, b -> c 7, c -> d 7,
+	 * e -> c 2, a/c/d -> pg 6) and its statements (5 + 4 + 2). */
+	assert_int_equal(json_integer_value(json_object_get(a, "traffic")), 35 + 11);
+
+	/* Exactly the threshold: e, c, d, pg. */
+	assert_non_null(y = closure_of(r, "y"));
+	assert_int_equal(json_array_size(json_object_get(y, "closure_services")), REPORT_CLOSURE_MIN_SERVICES);
+	assert_int_equal(json_array_size(json_object_get(y, "closure_tables")), 2);
+	json_decref(r);
+}
+
 static void test_kinds(void **state)
 {
 	for (int k = 0; k < REPORT_NKINDS; k++)
 		assert_int_equal(report_kind_parse(report_kind_name(k)), k);
 	assert_int_equal(report_kind_parse("shared"), -1);
+	assert_int_equal(report_kind_parse("test_closure"), REPORT_TEST_CLOSURE);
 	assert_null(report_kind_name(REPORT_NKINDS));
 }
 
@@ -232,6 +386,64 @@ static int run_report(int argc, char **argv)
 	return ret;
 }
 
+/* cmd_report's stdout as a string (free it); stderr silenced. */
+static char *report_text(const char *file)
+{
+	char *argv[] = { "report", (char *)file, NULL }, *buf = calloc(1, 65536);
+	char path[] = "/tmp/test_report.XXXXXX";
+	int fd = mkstemp(path), out = dup(1), err = dup(2), null = open("/dev/null", O_WRONLY);
+	ssize_t n;
+
+	assert_true(fd >= 0 && buf);
+	fflush(stdout);
+	dup2(fd, 1);
+	dup2(null, 2);
+	assert_int_equal(cmd_report(2, argv), 0);
+	fflush(stdout);
+	dup2(out, 1);
+	dup2(err, 2);
+	n = pread(fd, buf, 65535, 0);
+	assert_true(n > 0);
+	close(fd);
+	close(out);
+	close(err);
+	close(null);
+	unlink(path);
+	return buf;
+}
+
+static size_t count_lines_with(const char *text, const char *needle)
+{
+	size_t n = 0;
+
+	for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+		const char *end = strchr(line, '\n'), *hit = strstr(line, needle);
+
+		n += hit && (!end || hit < end);
+	}
+	return n;
+}
+
+static void test_text(void **state)
+{
+	char *t = report_text(DATA "catalog.json");
+
+	/* The catalogs take one line, and nothing else mentions them. */
+	assert_int_equal(count_lines_with(t, "system catalogs"), 1);
+	assert_int_equal(count_lines_with(t, "pg_catalog"), 1);
+	assert_non_null(strstr(t, "(read by 3 services)"));
+	assert_non_null(strstr(t, "no coupling findings"));
+	free(t);
+
+	/* Four test_closure findings: three shown, the fourth counted. */
+	t = report_text(DATA "chains.json");
+	assert_int_equal(count_lines_with(t, "WARNING  test_closure"), REPORT_TEXT_PER_KIND);
+	assert_int_equal(count_lines_with(t, "WARNING  sync_chain"), 2);
+	assert_non_null(strstr(t, "not shown: 1 more test_closure"));
+	assert_int_equal(count_lines_with(t, "system catalogs"), 0);
+	free(t);
+}
+
 static void test_exit_status(void **state)
 {
 	char *fail_shared[] = { "report", DATA "shared_critical.json", "--fail-on", "cycle,shared_table", NULL };
@@ -242,6 +454,8 @@ static void test_exit_status(void **state)
 	char *json[] = { "report", "--format", "json", DATA "demo.json", NULL };
 	char *md[] = { "report", "--format=markdown", DATA "demo.json", NULL };
 	char *bad_fmt[] = { "report", "--format", "xml", DATA "demo.json", NULL };
+	char *fail_closure[] = { "report", DATA "closure.json", "--fail-on", "test_closure", NULL };
+	char *pass_closure[] = { "report", DATA "catalog.json", "--fail-on", "test_closure,shared_table,co_access", NULL };
 
 	assert_int_equal(run_report(4, fail_shared), 3);
 	assert_int_equal(run_report(4, fail_clean), 0);
@@ -251,6 +465,8 @@ static void test_exit_status(void **state)
 	assert_int_equal(run_report(4, json), 0);
 	assert_int_equal(run_report(3, md), 0);
 	assert_int_equal(run_report(4, bad_fmt), 2);
+	assert_int_equal(run_report(4, fail_closure), 3);
+	assert_int_equal(run_report(4, pass_closure), 0);
 }
 
 int main(void)
@@ -264,6 +480,11 @@ int main(void)
 		cmocka_unit_test(test_clean),
 		cmocka_unit_test(test_co_access),
 		cmocka_unit_test(test_fan_out),
+		cmocka_unit_test(test_chain_groups),
+		cmocka_unit_test(test_order),
+		cmocka_unit_test(test_catalogs),
+		cmocka_unit_test(test_closure),
+		cmocka_unit_test(test_text),
 		cmocka_unit_test(test_kinds),
 		cmocka_unit_test(test_exit_status),
 	};
