@@ -45,6 +45,13 @@ char *export_database_title(struct graph *g, const json_t *db);
 /* Is node a table of database db? */
 int export_in_database(const json_t *node, const json_t *db);
 
+/* Font sizes of the picture, in points.  html keeps the smallest, on edge
+ * labels, at EXPORT_MIN_FONT_PX or more on screen: below that a person
+ * squints or zooms. */
+#define EXPORT_NODE_FONT_PT	14
+#define EXPORT_EDGE_FONT_PT	12
+#define EXPORT_MIN_FONT_PX	12
+
 /* Edge label text, e.g. "120 conn, p50 35 ms" or "read 300, write 180". */
 void export_edge_label(const json_t *edge, char *buf, size_t len);
 

@@ -40,6 +40,7 @@ static const char css[] =
 	"@media (max-width:1000px){main{grid-template-columns:1fr}}\n"
 	".panel{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 16px}\n"
 	".panel h2{margin:0 0 10px;font-size:15px}\n"
+	".picture .scroll{overflow-x:auto}\n"
 	".picture svg{display:block;max-width:100%;height:auto;margin:8px auto 0}\n"
 	".legend{display:flex;flex-wrap:wrap;gap:6px 16px;margin:0;padding:0 0 10px;list-style:none;"
 	"font-size:12px;color:var(--muted);border-bottom:1px solid var(--line)}\n"
@@ -154,6 +155,19 @@ static void html_findings(FILE *f, const json_t *report)
 	fputs("</aside>\n", f);
 }
 
+/* The svg shrinks to its panel, but never so far that an edge label falls
+ * under EXPORT_MIN_FONT_PX: past that the panel scrolls sideways.  Graphviz
+ * gives the width in points, which a browser draws at 4/3 px each. */
+static void svg_min_width(FILE *f, const char *svg)
+{
+	double width_pt = 0, scale = (double)EXPORT_MIN_FONT_PX / (EXPORT_EDGE_FONT_PT * 4.0 / 3);
+
+	if (sscanf(svg, "<svg width=\"%lfpt\"", &width_pt) == 1 && width_pt > 0 && scale < 1)
+		fprintf(f, "<svg style=\"min-width:%.0fpx\"%s", width_pt * 4 / 3 * scale, svg + 4);
+	else
+		fputs(svg, f);
+}
+
 char *export_html(struct graph *g, const json_t *report, const char *title, char *err, size_t errlen)
 {
 	json_t *summary = json_object_get(report, "summary");
@@ -192,8 +206,9 @@ char *export_html(struct graph *g, const json_t *report, const char *title, char
 		(long long)json_integer_value(json_object_get(summary, "findings")));
 	fputs("</header>\n<main>\n<section class=\"panel picture\" aria-label=\"service graph\">\n<h2>Service graph</h2>\n", f);
 	html_legend(f);
-	fputs(inline_svg, f);
-	fputs("</section>\n", f);
+	fputs("<div class=\"scroll\">", f);
+	svg_min_width(f, inline_svg);
+	fputs("</div>\n</section>\n", f);
 	html_findings(f, report);
 	fputs("</main>\n<footer>Every number was measured from traffic during the capture; "
 	      "latency is the p50 reported by the capture.</footer>\n</body>\n</html>\n", f);

@@ -42,6 +42,10 @@ grep -q 'data-kind="shared_table"' "$tmp/dom.html" || fail "the shared_table fin
 grep -q 'data-kind="sync_chain"' "$tmp/dom.html" || fail "the sync_chain finding is missing"
 grep -q 'public.orders (database shop) is written by 2 services' "$tmp/dom.html" ||
 	fail "the finding's title is not rendered"
+# Labels stay readable: the picture may shrink only so far (edge labels at
+# 12 px or more), then its panel scrolls.
+grep -q '<div class="scroll"><svg style="min-width:[0-9]*px"' "$tmp/dom.html" ||
+	fail "the svg has no min-width: labels could shrink below 12 px"
 
 png="$tmp/demo.png"
 chrome --screenshot="$png" --window-size=1280,900 >/dev/null ||
