@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# tests/bench/pg_cpu_per_tx.sh: the machine's CPU time per PostgreSQL
+# transaction at a fixed load rate, with nothing attached, with seams, and
+# with what users run instead to see their queries: log_statement = all,
+# and tshark dissecting pgsql on the loopback.  At a fixed rate the work
+# pgbench and PostgreSQL do is the same in every configuration, so the busy
+# CPU time per transaction over it is what each observer adds, also on a
+# machine with idle CPU left (where TPS would not move at all).
+#   RATES="1000 1500" ROUNDS=3 SECS=8 WARM=2 tests/bench/pg_cpu_per_tx.sh
+# Every round runs each rate with every configuration in turn, the order
+# reversed in every other round, so drift over the run (a warming or
+# bloating database, a neighbour's load) falls on all of them alike.  The
+# added cost is taken against the "nothing" run of the same round.
+# pgbench: TPC-B, 4 clients over TCP, -R RATE, new connections for every
+# run (so a capture sees them from their start); a run's first WARM seconds
+# of progress are left out, then SECS seconds are measured.
+# Busy time is user+nice+system+irq+softirq of /proc/stat's "cpu" line:
+# steal is another guest's, iowait is idle.  It is the whole machine's, so
+# anything else running is in it too: compare within a round, look at the
+# spread.  So the same is also given from the CPU time of pgbench's and
+# PostgreSQL's cgroups and the observer's own processes, which a
+# neighbour's load does not reach (the hooks' cost in unrelated processes
+# is not in it either).
+# SATURATE=1 adds a rate at 90% of the TPS a 5 s unlimited run reaches, and
+# reports each configuration's TPS there against nothing's.
+set -euo pipefail
+source "$(dirname "$0")/../lib.sh"
+require_root
+require_seams
+require_cmd jq
+
+RATES=${RATES:-1000 1500}
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-8}
+WARM=${WARM:-2}
+SCALE=${SCALE:-4}
+# pgbench's built-in tpcb-like: BEGIN, 3 UPDATEs, SELECT, INSERT, END.
+STMTS_PER_TX=7
+HZ=$(getconf CLK_TCK)
+
+configs=(none seams hooks logstmt tshark)
+declare -A label=(
+	[none]="nothing"
+	[seams]="seams capture"
+	[hooks]="seams --cgroup (empty)"
+	[logstmt]="log_statement = all"
+	[tshark]="tshark pgsql dissection"
+)
+if ! command -v tshark >/dev/null 2>&1; then
+	echo "tshark not installed (make deps): skipping its configuration" >&2
+	configs=(none seams hooks logstmt)
+fi
+
+pgbench_init "$SCALE"
+cg_new idle
+cg_new tshark
+
+# busy_read: BUSY = busy ticks of all CPUs so far.  A builtin read, no fork,
+# so reading it costs nothing worth counting.
+busy_read() {
+	local l
+	read -r -a l < /proc/stat
+	BUSY=$((l[1] + l[2] + l[3] + l[6] + l[7]))
+}
+
+# pg_set_log_statement VALUE|default: log_statement for new sessions; waits until a new session
+# sees it, since pg_reload_conf() only signals the postmaster.
+pg_set_log_statement() {
+	if [ "$1" = default ]; then
+		pg_psql -c "ALTER SYSTEM RESET log_statement" -c "SELECT pg_reload_conf()" >/dev/null
+		wait_for 10 sh -c '[ "$(runuser -u postgres -- "$0" -X -At -h "$1" -p "$2" -d postgres -c "SHOW log_statement")" = none ]' \
+			"$PG_BIN/psql" "$PGHOST_SOCK" "$PGPORT" || fail "log_statement not reset"
+	else
+		pg_psql -c "ALTER SYSTEM SET log_statement = '$1'" -c "SELECT pg_reload_conf()" >/dev/null
+		wait_for 10 sh -c '[ "$(runuser -u postgres -- "$0" -X -At -h "$1" -p "$2" -d postgres -c "SHOW log_statement")" = "$3" ]' \
+			"$PG_BIN/psql" "$PGHOST_SOCK" "$PGPORT" "$1" || fail "log_statement = $1 not in effect"
+	fi
+}
+
+TSHARK_PID=
+observer_start() {  # CONFIG TAG
+	case $1 in
+		seams) seams_capture_bg "$TEST_TMP/graph.$2.json" ;;
+		hooks) seams_capture_bg "$TEST_TMP/graph.$2.json" --cgroup "$(cg_rel idle)" ;;
+		logstmt) pg_set_log_statement all ;;
+		tshark)
+			# In a cgroup of its own, so cleanup also gets dumpcap; TMPDIR
+			# for the capture file it writes while it dissects.
+			TMPDIR=$TEST_TMP cg_exec tshark tshark -i lo -f "tcp port $PGPORT" \
+				-d "tcp.port==$PGPORT,pgsql" -T fields -e pgsql.query \
+				> /dev/null 2> "$TEST_TMP/tshark.$2.err"
+			TSHARK_PID=$CG_LAST_PID
+			wait_for 30 grep -q "^Capturing on" "$TEST_TMP/tshark.$2.err" ||
+				{ cat "$TEST_TMP/tshark.$2.err" >&2; fail "tshark did not start"; }
+			;;
+	esac
+}
+observer_stop() {  # CONFIG TAG
+	case $1 in
+		seams|hooks)
+			seams_capture_stop || fail "capture failed"
+			jq -r --arg t "$2" '.capture | "\($t) \(.lost_events) \(.pg_lost_bytes)"' \
+				"$TEST_TMP/graph.$2.json" >> "$TEST_TMP/lost"
+			;;
+		logstmt) pg_set_log_statement default ;;
+		tshark)
+			kill -INT "$TSHARK_PID" 2>/dev/null || true
+			wait_for 30 sh -c '! grep -q "^populated 1" "$0/cgroup.events"' "$(cg_path tshark)" ||
+				fail "tshark did not exit"
+			;;
+	esac
+}
+
+# run_load RATE TAG: pgbench at RATE (0: unlimited) until stopped; sets
+# BENCH_PROGRESS.  --progress-timestamp puts the epoch time on every line.
+run_load() {
+	local rate=()
+	[ "$1" = 0 ] || rate=(-R "$1")
+	BENCH_PROGRESS=$TEST_TMP/progress.$2
+	cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 "${rate[@]}" -T 86400 \
+		-P 1 --progress-timestamp -h 127.0.0.1 -p "$PGPORT" postgres \
+		> "$TEST_TMP/pgbench.$2.out" 2> "$BENCH_PROGRESS"
+}
+stop_load() {
+	# TERM: a background job ignores INT.
+	kill -TERM $(cg_procs "$(cg_path bench)") 2>/dev/null || true
+	wait_for 30 sh -c '! grep -q "^populated 1" "$0/cgroup.events"' "$(cg_path bench)" ||
+		fail "pgbench did not exit"
+}
+progress_lines() { grep -c '^progress' "$BENCH_PROGRESS" 2>/dev/null || true; }
+has_lines() { [ "$(progress_lines)" -ge "$1" ]; }
+# progress_after T: a progress line stamped at or after epoch time T.
+progress_after() {
+	awk -v t="$1" '/^progress/ && $2 + 0 >= t { found = 1 } END { exit !found }' "$BENCH_PROGRESS"
+}
+# tx_between T0 T1: transactions pgbench completed between the two epoch
+# times, from its per-second progress lines (each one's tps over the time
+# since the previous line), the lines that straddle T0 or T1 prorated.  The
+# few milliseconds after the last line are counted at its rate rather than
+# waiting a second for the next line.
+tx_between() {
+	awk -v t0="$1" -v t1="$2" '
+		/^progress/ {
+			t = $2 + 0; tps = $4 + 0
+			if (prev) {
+				a = prev > t0 ? prev : t0; b = t < t1 ? t : t1
+				if (b > a) n += tps * (b - a)
+			}
+			prev = t
+		}
+		END {
+			if (prev < t1) n += tps * (t1 - (prev > t0 ? prev : t0))
+			printf "%.0f\n", n
+		}' "$BENCH_PROGRESS"
+}
+
+# ours_read: OURS = µs of CPU that pgbench, PostgreSQL, tshark (their
+# cgroups) and the seams collector have run so far: what /proc/stat counts
+# less the neighbours' load (on a shared 2-CPU machine, often a whole CPU)
+# and less the interrupts and kernel threads not run on their behalf.
+# Nanosecond scheduler time rather than /proc/stat's 100 Hz samples.
+ours_read() {
+	local g k v total=0
+	for g in db bench tshark; do
+		while read -r k v; do
+			[ "$k" = usage_usec ] && { total=$((total + v)); break; }
+		done < "$CG_PARENT/$g/cpu.stat"
+	done
+	if [ -n "$SEAMS_PID" ] && read -r v _ < "/proc/$SEAMS_PID/schedstat"; then
+		total=$((total + v / 1000))
+	fi
+	OURS=$total
+}
+
+# measure CONFIG RATE ROUND: one run; appends "round rate config tx secs
+# busy_us ours_us" to runs.
+measure() {
+	local c=$1 rate=$2 r=$3 tag=$3.$2.$1 t0 t1 b0 b1 o0 o1 tx
+	observer_start "$c" "$tag"
+	run_load "$rate" "$tag"
+	wait_for 60 has_lines "$WARM" || { cat "$BENCH_PROGRESS" >&2; fail "pgbench did not start"; }
+	ours_read; o0=$OURS; busy_read; b0=$BUSY; t0=$EPOCHREALTIME
+	sleep "$SECS"
+	busy_read; b1=$BUSY; t1=$EPOCHREALTIME; ours_read; o1=$OURS
+	stop_load
+	observer_stop "$c" "$tag"
+	grep -qiE 'error|abort' "$BENCH_PROGRESS" && { cat "$BENCH_PROGRESS" >&2; fail "pgbench failed"; }
+	tx=$(tx_between "$t0" "$t1")
+	[ "$tx" -gt 0 ] || fail "no transactions in run $tag"
+	awk -v r="$r" -v rate="$rate" -v c="$c" -v tx="$tx" -v t0="$t0" -v t1="$t1" -v b="$((b1 - b0))" -v hz="$HZ" \
+		-v o="$((o1 - o0))" 'BEGIN { printf "%s %s %s %d %.3f %.0f %d\n", r, rate, c, tx, t1 - t0, b * 1e6 / hz, o }' \
+		>> "$TEST_TMP/runs"
+}
+
+: > "$TEST_TMP/runs"; : > "$TEST_TMP/lost"
+rates=($RATES)
+if [ "${SATURATE:-0}" = 1 ]; then
+	run_load 0 max
+	wait_for 60 has_lines 2 || { cat "$BENCH_PROGRESS" >&2; fail "pgbench did not start"; }
+	t0=$EPOCHREALTIME; sleep 5; t1=$EPOCHREALTIME
+	wait_for 10 progress_after "$t1" || fail "pgbench progress stalled"
+	stop_load
+	max=$(awk -v n="$(tx_between "$t0" "$t1")" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+	SAT_RATE=$((max * 9 / 10))
+	echo "unlimited: $max TPS; near saturation: -R $SAT_RATE"
+	rates+=("$SAT_RATE")
+fi
+
+for r in $(seq "$ROUNDS"); do
+	order=("${configs[@]}")
+	if [ $((r % 2)) = 0 ]; then
+		order=(); for ((i = ${#configs[@]} - 1; i >= 0; i--)); do order+=("${configs[i]}"); done
+	fi
+	for rate in "${rates[@]}"; do
+		for c in "${order[@]}"; do measure "$c" "$rate" "$r"; done
+	done
+done
+
+# The tables: per rate, measure and configuration, µs of CPU per
+# transaction over the rounds, and the added cost against nothing's run in
+# the same round; then seams' added cost as a ratio of the others', one
+# ratio per round.
+awk -v stmts="$STMTS_PER_TX" -v rates="${rates[*]}" -v configs="${configs[*]}" -v sat="${SAT_RATE:-}" \
+	-v l_none="${label[none]}" -v l_seams="${label[seams]}" -v l_hooks="${label[hooks]}" \
+	-v l_logstmt="${label[logstmt]}" -v l_tshark="${label[tshark]}" '
+	function sort_(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }
+	function median(k,   a, n, i) {
+		n = nv[k]; for (i = 1; i <= n; i++) a[i] = v[k, i]
+		sort_(a, n)
+		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+	}
+	function lo(k,   i, m) { m = v[k, 1]; for (i = 2; i <= nv[k]; i++) if (v[k, i] < m) m = v[k, i]; return m }
+	function hi(k,   i, m) { m = v[k, 1]; for (i = 2; i <= nv[k]; i++) if (v[k, i] > m) m = v[k, i]; return m }
+	# stats KEY FORMAT: "median (min..max)" of v[KEY, 1..nv[KEY]]
+	function stats(k, f) { return nv[k] ? sprintf(f " (" f ".." f ")", median(k), lo(k), hi(k)) : "-" }
+	function put(k, x) { v[k, ++nv[k]] = x }
+	{ cpu[$1, $2, $3, 1] = $6 / $4; cpu[$1, $2, $3, 2] = $7 / $4; tps[$1, $2, $3] = $4 / $5; round[$1] = 1 }
+	END {
+		name["none"] = l_none; name["seams"] = l_seams; name["hooks"] = l_hooks
+		name["logstmt"] = l_logstmt; name["tshark"] = l_tshark
+		title[1] = "the machine'"'"'s busy CPU (/proc/stat)"
+		title[2] = "CPU of pgbench, PostgreSQL and the observer (cgroups, schedstat)"
+		nr = split(rates, R, " "); nc = split(configs, C, " ")
+		for (ri = 1; ri <= nr; ri++) for (m = 1; m <= 2; m++) {
+			rate = R[ri]
+			for (r in round) {
+				if (!((r, rate, "none", m) in cpu)) continue
+				for (ci = 1; ci <= nc; ci++) {
+					c = C[ci]; k = rate SUBSEP m SUBSEP c
+					if (!((r, rate, c, m) in cpu)) continue
+					put(k SUBSEP "us", cpu[r, rate, c, m])
+					add[c] = cpu[r, rate, c, m] - cpu[r, rate, "none", m]
+					put(k SUBSEP "add", add[c])
+					put(k SUBSEP "addstmt", add[c] / stmts)
+					if (m == 1) {
+						put(rate SUBSEP c SUBSEP "tps", tps[r, rate, c])
+						put(rate SUBSEP c SUBSEP "tpsratio", tps[r, rate, c] / tps[r, rate, "none"])
+					}
+				}
+				for (s = 1; s <= 2; s++) for (o = 1; o <= 2; o++) {
+					sc = s == 1 ? "seams" : "hooks"; oc = o == 1 ? "logstmt" : "tshark"
+					if (!((r, rate, sc, m) in cpu) || !((r, rate, oc, m) in cpu)) continue
+					# A round in which the other added nothing measurable has no ratio.
+					if (add[oc] > 0) put(rate SUBSEP m SUBSEP sc SUBSEP oc, add[sc] / add[oc])
+					else noratio[rate, m, sc, oc]++
+				}
+			}
+			printf "\n-R %s%s, %s:\n", rate, rate == sat ? " (90% of saturation)" : "", title[m]
+			printf "  %-24s %-26s %-26s %-24s %s\n", "configuration", "µs/tx", "added µs/tx", "added µs/statement",
+				m == 2 ? "" : rate == sat ? "TPS (ratio to nothing)" : "TPS"
+			for (ci = 1; ci <= nc; ci++) {
+				c = C[ci]; k = rate SUBSEP m SUBSEP c
+				printf "  %-24s %-26s %-26s %-24s %s\n", name[c], stats(k SUBSEP "us", "%.1f"),
+					c == "none" ? "-" : stats(k SUBSEP "add", "%+.1f"),
+					c == "none" ? "-" : stats(k SUBSEP "addstmt", "%+.2f"),
+					m == 2 ? "" : rate == sat ? sprintf("%.0f (%s)", median(rate SUBSEP c SUBSEP "tps"),
+						stats(rate SUBSEP c SUBSEP "tpsratio", "%.3f")) : sprintf("%.0f", median(rate SUBSEP c SUBSEP "tps"))
+			}
+			# The verdict is on the ratio of the medians, steadier than any
+			# one round; the rounds'"'"' own ratios show how far it can be trusted.
+			for (s = 1; s <= 2; s++) for (o = 1; o <= 2; o++) {
+				sc = s == 1 ? "seams" : "hooks"; oc = o == 1 ? "logstmt" : "tshark"; target = o == 1 ? 0.5 : 0.1
+				k = rate SUBSEP m SUBSEP sc SUBSEP oc
+				if (!nv[k] && !noratio[rate, m, sc, oc]) continue
+				den = median(rate SUBSEP m SUBSEP oc SUBSEP "add")
+				ratio = den > 0 ? median(rate SUBSEP m SUBSEP sc SUBSEP "add") / den : 1e9
+				rs = ratio < 1e9 ? sprintf("%.3f", ratio) : "n/a"
+				verdict = ratio > target ? "NOT met" : nv[k] && hi(k) <= target && !noratio[rate, m, sc, oc] \
+					? "met in every round" : "met (medians), not in every round"
+				printf "  %s added / %s added: %s (rounds: %s%s)", name[sc], name[oc], rs, stats(k, "%.3f"),
+					noratio[rate, m, sc, oc] ? sprintf("; %d without a measurable cost for %s", noratio[rate, m, sc, oc], name[oc]) : ""
+				if (sc == "seams") printf "; target <= %.1f: %s", target, verdict
+				printf "\n"
+			}
+		}
+	}' "$TEST_TMP/runs"
+echo
+echo "(median (min..max) over rounds; added: against nothing's run of the same round, one ratio per round;"
+echo " ratios from a negative added cost are noise; busy = user+nice+system+irq+softirq of all $(nproc) CPUs;"
+echo " $STMTS_PER_TX statements per TPC-B transaction)"
+awk '{ n[$1 ~ /hooks$/ ? "hooks" : "seams"]++; e[$1 ~ /hooks$/ ? "hooks" : "seams"] += $2; b[$1 ~ /hooks$/ ? "hooks" : "seams"] += $3 }
+	END { for (k in n) printf "%s captures: %d, events lost %d, PostgreSQL bytes lost %d (target 0)\n",
+		k == "seams" ? "seams capture" : "seams --cgroup (empty)", n[k], e[k], b[k] }' "$TEST_TMP/lost" | sort
+echo "every run: round rate configuration transactions seconds machine-busy-µs ours-µs"
+cat "$TEST_TMP/runs"
