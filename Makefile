@@ -31,6 +31,8 @@ DEB_PKGS := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
             libgraphviz-dev graphviz libmicrohttpd-dev libcmocka-dev libclang-rt-14-dev \
             postgresql-15 postgresql-contrib libpq-dev python3 python3-psycopg2 curl iproute2 jq socat \
             chromium prometheus
+# What only `make bench` compares seams with (pg_cpu_per_tx.sh).
+BENCH_PKGS := tshark
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
@@ -108,6 +110,7 @@ demo: deps
 	$(Q)tests/demo/run.sh
 
 bench: deps all $(BENCH_BINS)
+	$(Q)$(MAKE) --no-print-directory deps DEB_PKGS="$(BENCH_PKGS)"
 	$(Q)tests/bench/run.sh
 
 install: $(BUILD)/seams
