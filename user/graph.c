@@ -608,11 +608,24 @@ int atomic_write(const char *path, const void *data, size_t len, char *err, size
 {
 	char *dir_copy = NULL, *tmp = NULL;
 	int fd = -1, created = 0, saved;
+	struct stat st;
 
 	if (!strcmp(path, "-")) {
 		if (fwrite(data, 1, len, stdout) != len || fflush(stdout)) {
 			snprintf(err, errlen, "cannot write to stdout: %s", strerror(errno));
 			return -1;
+		}
+		return 0;
+	}
+	/* A device or a pipe (/dev/null, a FIFO a reader waits on) is written
+	 * to, never replaced: renaming over it would destroy it. */
+	if (!stat(path, &st) && !S_ISREG(st.st_mode)) {
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write_all(fd, data, len))
+			goto fail;
+		if (close(fd)) {
+			fd = -1;
+			goto fail;
 		}
 		return 0;
 	}

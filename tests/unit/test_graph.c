@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "graph.h"
@@ -189,6 +190,17 @@ static void test_load_captures_array(void **state)
 	rmdir(dir);
 }
 
+/* Writing to a device replaces nothing: /dev/null stays a device. */
+static void test_write_device(void **state)
+{
+	struct stat st;
+	char err[256];
+
+	assert_int_equal(atomic_write("/dev/null", "{}\n", 3, err, sizeof(err)), 0);
+	assert_int_equal(stat("/dev/null", &st), 0);
+	assert_true(S_ISCHR(st.st_mode));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -199,6 +211,7 @@ int main(void)
 		cmocka_unit_test(test_load_errors),
 		cmocka_unit_test(test_load_fixtures),
 		cmocka_unit_test(test_load_captures_array),
+		cmocka_unit_test(test_write_device),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
