@@ -4,6 +4,7 @@
  * changes what is counted. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -291,6 +292,9 @@ int cmd_agent(int argc, char **argv)
 		}
 		if (now - last_evict >= evict_check) {
 			collector_evict(&col, (uint64_t)(evict_after * 1e9));
+			/* Give what eviction freed back to the system: RSS is what
+			 * an operator (and MemoryMax) sees. */
+			malloc_trim(0);
 			last_evict = now;
 		}
 	}
