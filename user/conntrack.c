@@ -156,13 +156,18 @@ static uint64_t endpoint_hash(const uint8_t addr[16], uint16_t port)
 struct conn *conntrack_find(const struct conntrack *ct, const uint8_t laddr[16], uint16_t lport,
 			    const uint8_t raddr[16], uint16_t rport)
 {
-	struct conn *c = u64map_get(&ct->tuples, tuple_hash(laddr, lport, raddr, rport));
+	struct conn *c = u64map_get(&ct->tuples, tuple_hash(laddr, lport, raddr, rport)), *closed = NULL;
 
+	/* An end still open before one that closed and waits to fold: the
+	 * tuple may have been reused since. */
 	for (; c; c = c->next_tuple)
 		if (c->lport == lport && c->rport == rport && !memcmp(c->laddr, laddr, 16) &&
-		    !memcmp(c->raddr, raddr, 16))
-			return c;
-	return NULL;
+		    !memcmp(c->raddr, raddr, 16)) {
+			if (!c->closed)
+				return c;
+			closed = closed ? closed : c;
+		}
+	return closed;
 }
 
 static void tuple_unlink(struct conntrack *ct, struct conn *c)
@@ -259,7 +264,7 @@ static void open_conn(struct conntrack *ct, const struct conn_event *e, struct s
 	if (u64map_put(&ct->tuples, h, c))
 		c->next_tuple = NULL; /* unjoinable, still counted on its own */
 	peer = conntrack_find(ct, c->raddr, c->rport, c->laddr, c->lport);
-	if (peer && !peer->peer) {
+	if (peer && !peer->peer && !peer->closed) {
 		c->peer = peer;
 		peer->peer = c;
 		/* One end's role tells the other's, for ends seen mid-stream. */
@@ -277,6 +282,15 @@ static void open_conn(struct conntrack *ct, const struct conn_event *e, struct s
 		c->role = ROLE_SERVER;
 		if (c->peer && c->peer->role == ROLE_UNKNOWN)
 			c->peer->role = ROLE_CLIENT;
+	}
+	/* Both ends here, seen mid-stream, and no listener known (it may be in
+	 * another network namespace): the lower port serves, as ephemeral
+	 * ports are high.  Counting both as clients would count it twice. */
+	if (c->role == ROLE_UNKNOWN && c->peer && c->peer->role == ROLE_UNKNOWN) {
+		c->role = c->lport < c->rport ? ROLE_SERVER : ROLE_CLIENT;
+		c->peer->role = c->role == ROLE_SERVER ? ROLE_CLIENT : ROLE_SERVER;
+		if (c->peer->role == ROLE_SERVER)
+			remember_server(ct, c->peer);
 	}
 	if (c->role == ROLE_SERVER)
 		remember_server(ct, c);
@@ -371,6 +385,9 @@ static bool conn_key(const struct conntrack *ct, const struct conn *c, struct tc
 
 	*client_gone = false;
 	memset(k, 0, sizeof(*k));
+	/* Its other end here counted the connection already. */
+	if (c->peer_counted)
+		return false;
 	if (role == ROLE_UNKNOWN)
 		role = is_listening(ct, c->laddr, c->lport) ? ROLE_SERVER : ROLE_CLIENT;
 	*rolep = role;
@@ -437,7 +454,7 @@ static void fold(struct conntrack *ct, struct conn *c)
 	if (conn_key(ct, c, &k, &role, &gone) && (a = agg_get(ct, &k))) {
 		for (int w = 0; w < STAT_NR; w++)
 			count_conn(&a->st[w], c, role);
-		if (role == ROLE_CLIENT && c->peer)
+		if (c->peer)
 			c->peer->peer_counted = true;
 	}
 	ct->client_gone += gone;
@@ -542,6 +559,8 @@ void conntrack_evict(struct conntrack *ct, uint64_t cutoff)
 		s->mark = false;
 		s->nservers = 0;
 	}
+	ct->other.mark = false;
+	ct->other.nservers = 0;
 	/* Rebuild the aggregate index with the ones still in use: chains make
 	 * deleting in place awkward, and a sweep runs once a minute at most. */
 	u64map_for_each(&ct->aggs, i, a)

@@ -131,7 +131,8 @@ static char *backend_database(struct pgconn *pc)
 
 /* Past PG_MAX_TABLES distinct tables in one database, further ones are
  * counted as "~other". */
-static const char *table_name(struct pgtrack *pt, const char *server, const char *db, const char *table)
+static const char *table_name(struct pgtrack *pt, const char *server, const char *db, const char *table,
+			      bool rebuilding)
 {
 	uint64_t hdb = hash_str(hash_str(FNV_SEED, server), db);
 	uint64_t ht = hash_str(hdb, table);
@@ -141,7 +142,8 @@ static const char *table_name(struct pgtrack *pt, const char *server, const char
 		return table;
 	n = (uintptr_t)u64map_get(&pt->dbtables, hdb);
 	if (n >= PG_MAX_TABLES) {
-		pt->ct->dropped[DROP_TABLES]++;
+		if (!rebuilding)
+			pt->ct->dropped[DROP_TABLES]++;
 		return "~other";
 	}
 	if (u64map_put(&pt->tables, ht, (void *)1) || u64map_put(&pt->dbtables, hdb, (void *)(n + 1)))
@@ -213,7 +215,7 @@ static struct sqlagg *agg_find(struct pgconn *pc, const char *table, const char 
 	char *key;
 	uint64_t h;
 
-	table = table_name(pt, pc->server, db, table);
+	table = table_name(pt, pc->server, db, table, false);
 	if (pt->naggs >= PG_MAX_AGGS) {
 		pt->ct->dropped[DROP_SQL_SERIES]++;
 		table = "~other";
@@ -556,8 +558,9 @@ void pgtrack_evict(struct pgtrack *pt, uint64_t cutoff)
 			a->client->mark = true;
 			if (a->unix_server)
 				a->unix_server->mark = true;
-			if (a->table)
-				table_name(pt, a->server, a->dbname, a->table);
+			/* "~other" is where tables past the limit go, not one of them. */
+			if (a->table && strcmp(a->table, "~other"))
+				table_name(pt, a->server, a->dbname, a->table, true);
 			note_db(pt, a);
 		}
 	u64map_free(&pt->aggs);

@@ -264,7 +264,83 @@ static void test_server_cap(void **state)
 	conntrack_to_graph(&ct, g, STAT_TOTAL, 0);
 	assert_int_equal(json_integer_value(json_object_get(edge(g, "svc:web", "ext:~other"),
 							    "failed_connections")), 10);
+	/* Sweeps count each client's servers afresh, "~other" included. */
+	for (int i = 0; i < 3; i++)
+		conntrack_evict(&ct, 1);
+	assert_int_equal(web->nservers, CT_MAX_SERVERS + 1);
+	assert_int_equal(ct.other.nservers, 0);
 	graph_free(g);
+	conntrack_free(&ct);
+}
+
+static long edge_count(struct conntrack *ct, const char *src, const char *dst, const char *field)
+{
+	struct graph *g = graph_new();
+	json_t *e;
+	long n;
+
+	conntrack_to_graph(ct, g, STAT_TOTAL, 0);
+	e = graph_find_edge(g, src, dst, "tcp");
+	n = e ? (long)json_integer_value(json_object_get(e, field)) : -1;
+	graph_free(g);
+	return n;
+}
+
+/* Both ends of a connection seen mid-stream, no listener known: one
+ * connection, one way, open or folded. */
+static void test_both_ends_unknown(void **state)
+{
+	struct conntrack ct;
+	struct service *a, *b;
+	struct conn_event e;
+
+	conntrack_init(&ct);
+	a = conntrack_service(&ct, "a", "/t/a", "x");
+	b = conntrack_service(&ct, "b", "/t/b", "y");
+	e = ev(EV_SEEN, 1, 1000, "10.0.0.1", 40000, "10.0.0.2", 8080);
+	conntrack_event(&ct, &e, a);
+	e = ev(EV_SEEN, 2, 2000, "10.0.0.2", 8080, "10.0.0.1", 40000);
+	conntrack_event(&ct, &e, b);
+	assert_int_equal(edge_count(&ct, "svc:a", "svc:b", "connections"), 1);
+	assert_int_equal(edge_count(&ct, "svc:b", "svc:a", "connections"), -1);
+	e = ev(EV_CLOSE, 1, 3000, "10.0.0.1", 40000, "10.0.0.2", 8080);
+	conntrack_event(&ct, &e, NULL);
+	e.sock = 2;
+	conntrack_event(&ct, &e, NULL);
+	conntrack_tick(&ct, 10 * CT_LINGER_NS);
+	assert_int_equal(edge_count(&ct, "svc:a", "svc:b", "connections"), 1);
+	assert_int_equal(ct.naggs, 1);
+	conntrack_free(&ct);
+}
+
+/* A tuple reused while the old server end still waits to fold: the new
+ * client joins the new server end, not the closed one. */
+static void test_tuple_reuse(void **state)
+{
+	struct conntrack ct;
+	struct service *a, *b;
+	struct conn_event e;
+
+	conntrack_init(&ct);
+	a = conntrack_service(&ct, "a", "/t/a", "x");
+	b = conntrack_service(&ct, "b", "/t/b", "y");
+	for (int round = 0; round < 2; round++) {
+		uint64_t t = (uint64_t)round * 2100000000ULL, s = 10 * (uint64_t)round;
+
+		e = ev(EV_CONNECT, s + 1, t + 1000, "127.0.0.1", 40000, "127.0.0.1", 8080);
+		conntrack_event(&ct, &e, a);
+		e = ev(EV_ACCEPT, s + 2, t + 2000, "127.0.0.1", 8080, "127.0.0.1", 40000);
+		conntrack_event(&ct, &e, b);
+		e = ev(EV_CLOSE, s + 1, t + 2000000000ULL, "127.0.0.1", 40000, "127.0.0.1", 8080);
+		conntrack_event(&ct, &e, NULL);
+		e = ev(EV_CLOSE, s + 2, t + 2050000000ULL, "127.0.0.1", 8080, "127.0.0.1", 40000);
+		conntrack_event(&ct, &e, NULL);
+		/* the client end folds; the server end still waits */
+		conntrack_tick(&ct, t + 2000000000ULL + CT_LINGER_NS + 1);
+	}
+	conntrack_tick(&ct, 100 * CT_LINGER_NS);
+	assert_int_equal(edge_count(&ct, "svc:a", "svc:b", "connections"), 2);
+	assert_int_equal(ct.naggs, 1);
 	conntrack_free(&ct);
 }
 
@@ -291,6 +367,8 @@ int main(void)
 		cmocka_unit_test(test_snapshot_is_read_only),
 		cmocka_unit_test(test_evict),
 		cmocka_unit_test(test_server_cap),
+		cmocka_unit_test(test_both_ends_unknown),
+		cmocka_unit_test(test_tuple_reuse),
 		cmocka_unit_test(test_addr_format),
 	};
 

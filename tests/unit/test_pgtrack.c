@@ -163,12 +163,43 @@ static void test_statement_cap(void **state)
 	conntrack_free(&ct);
 }
 
+/* Past PG_MAX_TABLES tables in one database the rest go to "~other"; a
+ * sweep keeps the same tables admitted and counts no new drop. */
+static void test_table_cap(void **state)
+{
+	struct conntrack ct;
+	struct pgtrack pt;
+	struct service *web;
+	char sql[64];
+	uint64_t ts = 1000;
+
+	conntrack_init(&ct);
+	assert_int_equal(pgtrack_init(&pt, &ct), 0);
+	web = conntrack_service(&ct, "web", "/t/web", "python3");
+	open_conn(&pt, 1, web, 1, ts);
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i <= PG_MAX_TABLES; i++) {
+			snprintf(sql, sizeof(sql), "SELECT 1 FROM t%d", i);
+			query(&pt, 1, sql, "SELECT 1", ts += 10000);
+		}
+		assert_int_equal(ct.dropped[DROP_TABLES], pass + 1);
+		assert_int_equal(pt.naggs, PG_MAX_TABLES + 1);
+		conntrack_evict(&ct, 1);
+		pgtrack_evict(&pt, 1);
+		conntrack_sweep_services(&ct, 1);
+		assert_int_equal(ct.dropped[DROP_TABLES], pass + 1);
+	}
+	pgtrack_free(&pt);
+	conntrack_free(&ct);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_graph_twice),
 		cmocka_unit_test(test_evict),
 		cmocka_unit_test(test_statement_cap),
+		cmocka_unit_test(test_table_cap),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
