@@ -239,52 +239,45 @@ static void self_metrics(struct strbuf *b, const struct collector *c)
 	}
 }
 
+enum out { OUT_TOTAL, OUT_FAILED, OUT_HIST };
+
+/* One family: its HELP and TYPE lines, then every series of f. */
+static void write_family(struct strbuf *b, const struct family *f, const char *name, enum out what,
+			 const char *help)
+{
+	const char *labels[2 * MAX_LABELS + 1];
+	struct series *s;
+
+	prom_family(b, name, what == OUT_HIST ? "histogram" : "counter", help);
+	u64map_for_each(&f->index, i, s)
+		for (; s; s = s->next) {
+			labels_of(f, s, labels);
+			if (what == OUT_HIST)
+				hist_out(b, name, labels, &s->h);
+			else
+				prom_sample(b, name, labels, (double)(what == OUT_TOTAL ? s->total : s->failed));
+		}
+}
+
 int metrics_render(struct strbuf *b, const struct collector *c)
 {
 	struct gather g = { .c = c, .graph = { .keys = graph_keys }, .db = { .keys = db_keys } };
-	const char *labels[2 * MAX_LABELS + 1];
-	struct series *s;
 	int ret;
 
 	conntrack_for_each_edge(&c->ct, STAT_TOTAL, on_tcp, &g);
 	pgtrack_for_each(&c->pg, on_sql, &g);
 	sb_reset(b);
 
-	prom_family(b, "traces_service_graph_request_total", "counter",
-		    "Requests between two services (TCP: exchanges on closed connections, and failed connects), or a service and a database table (statements)");
-	u64map_for_each(&g.graph.index, i, s)
-		for (; s; s = s->next) {
-			labels_of(&g.graph, s, labels);
-			prom_sample(b, "traces_service_graph_request_total", labels, (double)s->total);
-		}
-	prom_family(b, "traces_service_graph_request_failed_total", "counter",
-		    "Failed requests (TCP: connects that failed; SQL: statements that returned an error)");
-	u64map_for_each(&g.graph.index, i, s)
-		for (; s; s = s->next) {
-			labels_of(&g.graph, s, labels);
-			prom_sample(b, "traces_service_graph_request_failed_total", labels, (double)s->failed);
-		}
-	prom_family(b, "traces_service_graph_request_server_seconds", "histogram",
-		    "Request duration (TCP: connection lifetime; SQL: statement latency)");
-	u64map_for_each(&g.graph.index, i, s)
-		for (; s; s = s->next) {
-			labels_of(&g.graph, s, labels);
-			hist_out(b, "traces_service_graph_request_server_seconds", labels, &s->h);
-		}
-	prom_family(b, "traces_service_graph_request_client_seconds", "histogram",
-		    "Request duration as the client sees it (the same measurement as the server's)");
-	u64map_for_each(&g.graph.index, i, s)
-		for (; s; s = s->next) {
-			labels_of(&g.graph, s, labels);
-			hist_out(b, "traces_service_graph_request_client_seconds", labels, &s->h);
-		}
-	prom_family(b, "db_client_operation_duration_seconds", "histogram",
-		    "Duration of PostgreSQL operations, per table and operation (OpenTelemetry db.client.operation.duration)");
-	u64map_for_each(&g.db.index, i, s)
-		for (; s; s = s->next) {
-			labels_of(&g.db, s, labels);
-			hist_out(b, "db_client_operation_duration_seconds", labels, &s->h);
-		}
+	write_family(b, &g.graph, "traces_service_graph_request_total", OUT_TOTAL,
+		     "Requests between two services (TCP: exchanges on closed connections, and failed connects), or a service and a database table (statements)");
+	write_family(b, &g.graph, "traces_service_graph_request_failed_total", OUT_FAILED,
+		     "Failed requests (TCP: connects that failed; SQL: statements that returned an error)");
+	write_family(b, &g.graph, "traces_service_graph_request_server_seconds", OUT_HIST,
+		     "Request duration (TCP: connection lifetime; SQL: statement latency)");
+	write_family(b, &g.graph, "traces_service_graph_request_client_seconds", OUT_HIST,
+		     "Request duration as the client sees it (the same measurement as the server's)");
+	write_family(b, &g.db, "db_client_operation_duration_seconds", OUT_HIST,
+		     "Duration of PostgreSQL operations, per table and operation (OpenTelemetry db.client.operation.duration)");
 	self_metrics(b, c);
 	ret = g.graph.oom || g.db.oom || b->oom ? -1 : 0;
 	family_free(&g.graph);
