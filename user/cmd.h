@@ -3,8 +3,6 @@
 #ifndef SEAMS_CMD_H
 #define SEAMS_CMD_H
 
-#include <stddef.h>
-#include <stdint.h>
 
 int cmd_capture(int argc, char **argv);
 int cmd_report(int argc, char **argv);
@@ -20,10 +18,8 @@ void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * opterr = 0.  Returns the exit status for bad usage, 2. */
 int bad_option(const char *cmd, char **argv);
 
-/* Option values shared by capture and agent: each prints its one line and
- * returns -1 when the value is bad. */
+/* A positive number of seconds for option opt: -1 with one line said
+ * when arg is not one. */
 int parse_seconds(const char *opt, const char *arg, double *out);
-int add_cgroup_arg(const char **args, size_t *n, const char *arg);
-int add_pg_port(uint16_t *ports, size_t *n, const char *arg);
 
 #endif

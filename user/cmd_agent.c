@@ -170,8 +170,6 @@ int cmd_agent(int argc, char **argv)
 	struct collector col = { 0 };
 	struct collector_opts co = { 0 };
 	const char *listen = DEFAULT_LISTEN, *dir = DEFAULT_DIR;
-	const char *cgroup_args[SEAMS_MAX_CGROUPS];
-	uint16_t pg_ports[SEAMS_MAX_PG_PORTS - 1];
 	double snap_every = 300, window = 60, evict_after = 900;
 	uint64_t last_render = 0, last_window, last_snap, last_evict, evict_check;
 	struct strbuf page = { 0 };
@@ -202,24 +200,18 @@ int cmd_agent(int argc, char **argv)
 			if (parse_seconds("--evict-after", optarg, &evict_after))
 				return 2;
 			break;
-		case 'c':
-			if (add_cgroup_arg(cgroup_args, &co.ncgroups, optarg))
-				return 2;
-			co.cgroups = cgroup_args;
-			break;
-		case 'p':
-			if (add_pg_port(pg_ports, &co.npg_ports, optarg))
-				return 2;
-			co.pg_ports = pg_ports;
-			break;
-		case 'v':
-			co.verbose = true;
-			break;
 		case 'h':
 			usage(stdout);
 			return 0;
 		default:
-			return bad_option("agent", argv);
+			switch (collector_opt(&co, opt, optarg)) {
+			case 0:
+				break;
+			case 1:
+				return bad_option("agent", argv);
+			default:
+				return 2;
+			}
 		}
 	}
 	if (optind < argc) {

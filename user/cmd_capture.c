@@ -103,8 +103,6 @@ int cmd_capture(int argc, char **argv)
 	struct collector col = { 0 };
 	struct collector_opts co = { 0 };
 	const char *output = "graph.json";
-	const char *cgroup_args[SEAMS_MAX_CGROUPS];
-	uint16_t pg_ports[SEAMS_MAX_PG_PORTS - 1];
 	double duration = 0;
 	struct graph *g = NULL;
 	uint64_t last_status = 0, end;
@@ -122,24 +120,18 @@ int cmd_capture(int argc, char **argv)
 		case 'o':
 			output = optarg;
 			break;
-		case 'c':
-			if (add_cgroup_arg(cgroup_args, &co.ncgroups, optarg))
-				return 2;
-			co.cgroups = cgroup_args;
-			break;
-		case 'p':
-			if (add_pg_port(pg_ports, &co.npg_ports, optarg))
-				return 2;
-			co.pg_ports = pg_ports;
-			break;
-		case 'v':
-			co.verbose = true;
-			break;
 		case 'h':
 			usage(stdout);
 			return 0;
 		default:
-			return bad_option("capture", argv);
+			switch (collector_opt(&co, opt, optarg)) {
+			case 0:
+				break;
+			case 1:
+				return bad_option("capture", argv);
+			default:
+				return 2;
+			}
 		}
 	}
 	if (optind < argc) {

@@ -72,6 +72,38 @@ static void on_event(void *ctx, const void *data, size_t size)
 	conntrack_event(&c->ct, e, e->type == EV_CLOSE ? NULL : owner_service(c, e->cgroup_id, e->comm));
 }
 
+int collector_opt(struct collector_opts *o, int opt, const char *arg)
+{
+	char *end;
+	unsigned long port;
+
+	switch (opt) {
+	case 'c':
+		if (o->ncgroups == SEAMS_MAX_CGROUPS) {
+			die_msg("too many --cgroup options (at most %d)", SEAMS_MAX_CGROUPS);
+			return -1;
+		}
+		o->cgroups[o->ncgroups++] = arg;
+		return 0;
+	case 'p':
+		port = strtoul(arg, &end, 10);
+		if (*end || !port || port > 65535) {
+			die_msg("--pg-port '%s' is not a TCP port number (1-65535)", arg);
+			return -1;
+		}
+		if (o->npg_ports == SEAMS_MAX_PG_PORTS - 1) {
+			die_msg("too many --pg-port options (at most %d)", SEAMS_MAX_PG_PORTS - 1);
+			return -1;
+		}
+		o->pg_ports[o->npg_ports++] = (uint16_t)port;
+		return 0;
+	case 'v':
+		o->verbose = true;
+		return 0;
+	}
+	return 1;
+}
+
 int collector_start(struct collector *c, const struct collector_opts *o)
 {
 	struct loader_opts lo = { .verbose = o->verbose, .pg_ports = o->pg_ports, .npg_ports = o->npg_ports };

@@ -16,12 +16,17 @@
 #include "pgtrack.h"
 
 struct collector_opts {
-	const char *const *cgroups; /* --cgroup paths; none = the whole host */
+	const char *cgroups[SEAMS_MAX_CGROUPS]; /* --cgroup paths; none = the whole host */
 	size_t ncgroups;
-	const uint16_t *pg_ports;
+	uint16_t pg_ports[SEAMS_MAX_PG_PORTS - 1];
 	size_t npg_ports;
 	bool verbose;
 };
+
+/* The options capture and agent share: --cgroup (c), --pg-port (p) and
+ * --verbose (v).  0: taken; 1: not one of them; -1: a bad value (one line
+ * said).  o must outlive the collector started with it. */
+int collector_opt(struct collector_opts *o, int opt, const char *arg);
 
 struct collector {
 	struct cgnames names;
