@@ -3,7 +3,6 @@
 #ifndef SEAMS_CMD_H
 #define SEAMS_CMD_H
 
-
 int cmd_capture(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_export(int argc, char **argv);
