@@ -665,9 +665,30 @@ static void evict_oldest(struct sql_cache *c)
 	c->n--;
 }
 
+/* Character classes of the key's lexer, by table: <ctype.h> goes through the
+ * locale for every byte, and the lexer looks at each byte of every
+ * statement. */
+#define CH_WORD  1   /* starts a word: letter, '_', any byte of a UTF-8 sequence */
+#define CH_IDENT 2   /* continues a word: those, digits and '$' */
+#define CH_SPACE 4
+#define CH_DIGIT 8
+
+static const unsigned char ch_class[256] = {
+	['a' ... 'z'] = CH_WORD | CH_IDENT, ['A' ... 'Z'] = CH_WORD | CH_IDENT,
+	['_'] = CH_WORD | CH_IDENT, [0x80 ... 0xff] = CH_WORD | CH_IDENT,
+	['0' ... '9'] = CH_IDENT | CH_DIGIT, ['$'] = CH_IDENT,
+	[' '] = CH_SPACE, ['\t'] = CH_SPACE, ['\n'] = CH_SPACE, ['\v'] = CH_SPACE,
+	['\f'] = CH_SPACE, ['\r'] = CH_SPACE,
+};
+
+static inline int ch_is(char ch, int cls)
+{
+	return ch_class[(unsigned char)ch] & cls;
+}
+
 static int ident_char(char ch)
 {
-	return isalnum((unsigned char)ch) || ch == '_' || ch == '$' || (unsigned char)ch >= 0x80;
+	return ch_is(ch, CH_IDENT);
 }
 
 /* The cache key: the text with every string and number literal replaced by
@@ -683,7 +704,7 @@ static size_t shape_key(const char *sql, size_t n, char *k)
 	while (p < end) {
 		int prev_ident;
 
-		if (isalpha((unsigned char)*p) || *p == '_' || (unsigned char)*p >= 0x80) {
+		if (ch_is(*p, CH_WORD)) {
 			/* Most of a statement is words: one tight loop per word,
 			 * whose digits are part of it, not literals. */
 			do
@@ -692,7 +713,7 @@ static size_t shape_key(const char *sql, size_t n, char *k)
 			continue;
 		}
 		prev_ident = p > sql && ident_char(p[-1]);
-		if (isspace((unsigned char)*p) || (p[0] == '-' && p[1] == '-')) {
+		if (ch_is(*p, CH_SPACE) || (p[0] == '-' && p[1] == '-')) {
 			if (*p == '-')
 				while (p < end && *p != '\n')
 					p++;
@@ -741,7 +762,7 @@ static size_t shape_key(const char *sql, size_t n, char *k)
 			}
 			p += p < end;
 			k[o++] = '?';
-		} else if (*p == '$' && !prev_ident && (p[1] == '$' || isalpha((unsigned char)p[1]) || p[1] == '_')) {
+		} else if (*p == '$' && !prev_ident && (p[1] == '$' || ch_is(p[1], CH_WORD))) {
 			/* $tag$ ... $tag$ */
 			const char *t = p + 1, *close;
 			size_t tl;
@@ -762,14 +783,14 @@ static size_t shape_key(const char *sql, size_t n, char *k)
 			}
 			p = close + tl;
 			k[o++] = '?';
-		} else if (isdigit((unsigned char)*p) && !prev_ident) {
-			while (p < end && (isdigit((unsigned char)*p) || *p == '.' || *p == '_'))
+		} else if (ch_is(*p, CH_DIGIT) && !prev_ident) {
+			while (p < end && (ch_is(*p, CH_DIGIT) || *p == '.' || *p == '_'))
 				p++;
 			if (p < end && (*p == 'e' || *p == 'E') &&
-			    (isdigit((unsigned char)p[1]) ||
-			     ((p[1] == '+' || p[1] == '-') && isdigit((unsigned char)p[2])))) {
+			    (ch_is(p[1], CH_DIGIT) ||
+			     ((p[1] == '+' || p[1] == '-') && ch_is(p[2], CH_DIGIT)))) {
 				p += 2;
-				while (p < end && isdigit((unsigned char)*p))
+				while (p < end && ch_is(*p, CH_DIGIT))
 					p++;
 			}
 			k[o++] = '?';
