@@ -547,20 +547,30 @@ static long fast_step(__u32 i, void *arg)
 	return 0;
 }
 
-/* A chunk on its way straight into the ring, checked in place: it must be
- * whole messages, each one copied whole.  The check stops at the first
- * message that is not, so off reaches n only when every one is. */
+/* A chunk on its way straight into the ring, framed in place: it must be
+ * whole messages.  What each one keeps (its header and the start of its
+ * body, or nothing) is moved down over what the ones before it left out,
+ * and what it leaves out becomes a gap.  The framing stops at the first
+ * message that is not whole, so off reaches n only when every one is. */
+#define WHOLE_SEGS 4   /* runs in one such record: a SELECT's reply needs 2 */
+
 struct whole_ctx {
-	const __u8 *msgs;
+	__u8 *msgs;     /* the chunk as read, and the kept bytes, in the ring */
+	__u64 buf;      /* the chunk's user address */
 	__u32 n;
-	__u32 off;
+	__u32 off;      /* next message, in the chunk */
+	__u32 w;        /* end of the kept bytes */
 	__u32 dir;
+	__u32 nsegs;
+	__u32 skipped;  /* bytes left out of this chunk */
+	struct pg_seg segs[WHOLE_SEGS];
 };
 
 static long whole_step(__u32 i, void *arg)
 {
 	struct whole_ctx *c = arg;
-	__u32 avail, mlen, plan;
+	__u32 avail, mlen, plan, take = 0, body;
+	struct pg_seg *s;
 	const __u8 *h;
 
 	if (c->off >= c->n)
@@ -568,33 +578,62 @@ static long whole_step(__u32 i, void *arg)
 	avail = c->n - c->off;
 	h = c->msgs + bounded(c->off, PG_FAST_MAX - 1);
 	plan = whole_msg(c->dir, h, avail, &mlen);
-	if (!plan || (plan & MSG_DROP) || mlen - 4 > (plan & MSG_CAP))
+	if (!plan)
 		return 1;
+	if (!(plan & MSG_DROP)) {
+		body = mlen - 4;
+		take = 5 + (body < (plan & MSG_CAP) ? body : (plan & MSG_CAP));
+	}
+	s = &c->segs[bounded(c->nsegs - 1, WHOLE_SEGS - 1)];
+	if (take) {
+		if (s->skipped) {
+			/* Bytes after a gap start a new run. */
+			if (c->nsegs >= WHOLE_SEGS)
+				return 1;
+			c->nsegs++;
+			s = &c->segs[bounded(c->nsegs - 1, WHOLE_SEGS - 1)];
+		}
+		/* Left of where it was read: a gap came before, and the user's
+		 * buffer has it still, where the ring copy is overwritten. */
+		if (c->w != c->off &&
+		    bpf_probe_read_user(c->msgs + bounded(c->w, PG_FAST_MAX - 1),
+					bounded(take - 1, PG_FAST_MAX - 1) + 1, (void *)(c->buf + c->off)))
+			return 1;
+		s->len += take;
+		c->w += take;
+	}
+	if (mlen + 1 > take) {
+		s->skipped += mlen + 1 - take;
+		c->skipped += mlen + 1 - take;
+	}
 	c->off += mlen + 1;
 	return 0;
 }
 
-/* Most chunks are a few small messages, all of them wanted whole: a Query,
- * a CommandComplete with its ReadyForQuery.  Such a chunk is read straight
- * into this CPU's ring, checked there and sent as it is: one copy and no
- * framer.  Returns false, having sent nothing, for anything else. */
+/* Most chunks are a few small messages: a Query, a CommandComplete with its
+ * ReadyForQuery, a SELECT's whole reply.  Such a chunk is read straight
+ * into this CPU's ring, framed there and sent: one copy, a second only of
+ * what follows a message left out, and no scratch record.  Returns false,
+ * having sent nothing, for anything else. */
 static __always_inline bool pg_whole(__u64 sock, struct pg_dirstate *st, __u64 buf, __u32 n, __u32 dir)
 {
-	struct whole_ctx c = { .n = n, .dir = dir };
-	struct pg_seg seg = { .len = n };
+	struct whole_ctx c = { .n = n, .dir = dir, .buf = buf, .nsegs = 1 };
 	struct pg_data_event *e;
 	struct pg_ring *r;
 	__u32 off, size;
+	__u8 *tail;
 
 	if (!n || n > PG_FAST_MAX || !st->synced || st->copy || st->skip || st->hdr_have ||
-	    st->untyped || st->bare || st->pend_skipped || st->pend_lost)
+	    st->untyped || st->bare || st->pend_lost)
 		return false;
-	size = sizeof(*e) + n + sizeof(seg);
+	/* Gaps carried from earlier chunks come before this one's bytes. */
+	c.segs[0].skipped = st->pend_skipped;
+	size = sizeof(*e) + n + sizeof(c.segs);
 	r = pg_reserve(size, &off);
 	if (!r)
 		return false;
 	e = (void *)&r->data[off + 8];
-	c.msgs = (const __u8 *)(e + 1);
+	c.msgs = (__u8 *)(e + 1);
 	if (bpf_probe_read_user(e + 1, bounded(n - 1, PG_FAST_MAX - 1) + 1, (void *)buf)) {
 		pg_publish(r, off, 0);
 		return false;
@@ -604,15 +643,29 @@ static __always_inline bool pg_whole(__u64 sock, struct pg_dirstate *st, __u64 b
 		pg_publish(r, off, 0);
 		return false;
 	}
+	count_n(CNT_PG_SKIPPED, c.skipped);
+	if (!c.w) {
+		/* Only gaps: carried to the next record rather than sent alone. */
+		pg_publish(r, off, 0);
+		st->pend_skipped += c.skipped;
+		return true;
+	}
+	st->pend_skipped = 0;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->sock = sock;
 	e->type = EV_PG_DATA;
-	e->len = n;
-	e->nsegs = 1;
+	e->len = c.w;
+	e->nsegs = c.nsegs;
 	e->dir = dir;
-	__builtin_memcpy((__u8 *)(e + 1) + bounded(n, PG_FAST_MAX * 2 - 1), &seg, sizeof(seg));
+	tail = (__u8 *)(e + 1) + bounded(c.w, PG_FAST_MAX - 1);
+	for (int i = 0; i < WHOLE_SEGS; i++) {
+		if (i >= c.nsegs)
+			break;
+		__builtin_memcpy(tail + i * sizeof(struct pg_seg), &c.segs[i], sizeof(struct pg_seg));
+	}
+	size = sizeof(*e) + c.w + c.nsegs * sizeof(struct pg_seg);
 	pg_publish(r, off, size);
-	count_n(CNT_PG_COPIED, n);
+	count_n(CNT_PG_COPIED, c.w);
 	return true;
 }
 

@@ -46,7 +46,12 @@ now() { date +%s.%N; }
 # The collector's user plus system time, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SEAMS_PID/stat"; }
 ncpu=$(nproc)
-progs='map(select(.name == "on_send" or .name == "on_recv" or .name == "on_sock_state"))'
+# Only this capture's programs: a neighbour's test may load its own seams,
+# whose programs have the same names.  They are the ones it holds open.
+progs='map(select(.id as $i | any($ids[]; . == $i)) | select(.name == "on_send" or .name == "on_recv" or .name == "on_sock_state"))'
+own_progs() {
+	grep -h '^prog_id:' "/proc/$SEAMS_PID"/fdinfo/* 2>/dev/null | awk '{ print $2 }' | jq -sc .
+}
 tick=$(getconf CLK_TCK)
 
 # One line per run: build, then program, runs and ns per run for each, then
@@ -57,12 +62,12 @@ for r in $(seq "$ROUNDS"); do
 		SEAMS=${bins[$i]} seams_capture_bg "$TEST_TMP/graph.json" "${opts[@]}"
 		# The programs count from their load; the verifier's time is the
 		# collector's before it attaches.
-		read -r bpf0 cnt0 < <(bpftool prog show --json |
-			jq -r "$progs | \"\\(map(.run_time_ns // 0) | add) \\(map(.run_cnt // 0) | add)\"")
+		ids=$(own_progs)
+		read -r bpf0 cnt0 < <(bpftool prog show --json | jq -r --argjson ids "$ids" "$progs | \"\\(map(.run_time_ns // 0) | add) \\(map(.run_cnt // 0) | add)\"")
 		t0=$(now); c0=$(cpu_ticks)
 		sleep "$SECS"
 		c1=$(cpu_ticks); t1=$(now)
-		bpftool prog show --json | jq -r --arg b "$i" --argjson bpf0 "$bpf0" --argjson cnt0 "$cnt0" \
+		bpftool prog show --json | jq -r --arg b "$i" --argjson ids "$ids" --argjson bpf0 "$bpf0" --argjson cnt0 "$cnt0" \
 			--argjson secs "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')" \
 			--argjson wall "$(awk -v a="$t0" -v b="$t1" -v n="$ncpu" 'BEGIN { printf "%.6f", (b - a) * n }')" \
 			--argjson coll "$(awk -v a="$c0" -v b="$c1" -v t="$tick" 'BEGIN { printf "%.6f", (b - a) / t }')" "
