@@ -555,7 +555,7 @@ static long fast_step(__u32 i, void *arg)
 #define WHOLE_SEGS 4   /* runs in one such record: a SELECT's reply needs 2 */
 
 struct whole_ctx {
-	__u8 *msgs;     /* the chunk as read, and the kept bytes, in the ring */
+	__u8 *msgs;     /* the chunk as read, then the bytes it keeps */
 	__u64 buf;      /* the chunk's user address */
 	__u32 n;
 	__u32 off;      /* next message, in the chunk */
@@ -611,16 +611,20 @@ static long whole_step(__u32 i, void *arg)
 }
 
 /* Most chunks are a few small messages: a Query, a CommandComplete with its
- * ReadyForQuery, a SELECT's whole reply.  Such a chunk is read straight
- * into this CPU's ring, framed there and sent: one copy, a second only of
- * what follows a message left out, and no scratch record.  Returns false,
- * having sent nothing, for anything else. */
-static __always_inline bool pg_whole(__u64 sock, struct pg_dirstate *st, __u64 buf, __u32 n, __u32 dir)
+ * ReadyForQuery, a SELECT's whole reply.  Such a chunk is read into this
+ * CPU's scratch, framed there and put in the ring as one record: no scratch
+ * record, no segment list to move.  It is framed in the scratch, not in the
+ * ring, because the ring's next bytes are seldom in this CPU's cache (the
+ * collector read them last): reading them back right after writing them
+ * waits for the cache misses, where a plain copy into the ring does not.
+ * Returns false, having sent nothing, for anything else. */
+static __always_inline bool pg_whole(struct pg_scratch *scr, __u64 sock, struct pg_dirstate *st,
+				     __u64 buf, __u32 n, __u32 dir)
 {
 	struct whole_ctx c = { .n = n, .dir = dir, .buf = buf, .nsegs = 1 };
 	struct pg_data_event *e;
 	struct pg_ring *r;
-	__u32 off, size;
+	__u32 off, size, segbytes;
 	__u8 *tail;
 
 	if (!n || n > PG_FAST_MAX || !st->synced || st->copy || st->skip || st->hdr_have ||
@@ -628,42 +632,41 @@ static __always_inline bool pg_whole(__u64 sock, struct pg_dirstate *st, __u64 b
 		return false;
 	/* Gaps carried from earlier chunks come before this one's bytes. */
 	c.segs[0].skipped = st->pend_skipped;
-	size = sizeof(*e) + n + sizeof(c.segs);
-	r = pg_reserve(size, &off);
-	if (!r)
+	c.msgs = scr->raw;
+	if (bpf_probe_read_user(scr->raw, bounded(n - 1, PG_FAST_MAX - 1) + 1, (void *)buf))
 		return false;
-	e = (void *)&r->data[off + 8];
-	c.msgs = (__u8 *)(e + 1);
-	if (bpf_probe_read_user(e + 1, bounded(n - 1, PG_FAST_MAX - 1) + 1, (void *)buf)) {
-		pg_publish(r, off, 0);
-		return false;
-	}
 	bpf_loop(PG_FAST_MAX / 5 + 1, whole_step, &c, 0);
-	if (c.off != n) {
-		pg_publish(r, off, 0);
+	if (c.off != n)
 		return false;
-	}
 	count_n(CNT_PG_SKIPPED, c.skipped);
 	if (!c.w) {
 		/* Only gaps: carried to the next record rather than sent alone. */
-		pg_publish(r, off, 0);
 		st->pend_skipped += c.skipped;
 		return true;
 	}
+	segbytes = (bounded(c.nsegs - 1, WHOLE_SEGS - 1) + 1) * sizeof(struct pg_seg);
+	size = sizeof(*e) + c.w + segbytes;
+	r = pg_reserve(size, &off);
+	if (!r) {
+		/* The ring is full: the general path counts the loss. */
+		st->pend_skipped = c.segs[0].skipped;
+		return false;
+	}
 	st->pend_skipped = 0;
+	e = (void *)&r->data[off + 8];
 	e->ts_ns = bpf_ktime_get_ns();
 	e->sock = sock;
 	e->type = EV_PG_DATA;
 	e->len = c.w;
 	e->nsegs = c.nsegs;
 	e->dir = dir;
+	bpf_probe_read_kernel(e + 1, bounded(c.w - 1, PG_FAST_MAX - 1) + 1, scr->raw);
 	tail = (__u8 *)(e + 1) + bounded(c.w, PG_FAST_MAX - 1);
 	for (int i = 0; i < WHOLE_SEGS; i++) {
 		if (i >= c.nsegs)
 			break;
 		__builtin_memcpy(tail + i * sizeof(struct pg_seg), &c.segs[i], sizeof(struct pg_seg));
 	}
-	size = sizeof(*e) + c.w + c.nsegs * sizeof(struct pg_seg);
 	pg_publish(r, off, size);
 	count_n(CNT_PG_COPIED, c.w);
 	return true;
