@@ -6,9 +6,15 @@
  * and freed.  A graph is built from the edges plus the connections still
  * open, without changing either. */
 #include <arpa/inet.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "conntrack.h"
 
@@ -656,11 +662,70 @@ static void load_listeners_file(struct conntrack *ct, const char *path, int word
 	fclose(f);
 }
 
+/* The listening TCP sockets of one family from the kernel's socket
+ * diagnostics, asking for TCP_LISTEN only: the kernel then walks its
+ * listening table alone.  /proc/net/tcp walks every bucket of the
+ * established table (hundreds of thousands, mostly empty) on each read.
+ * Non-zero when the interface is not there. */
+static int load_listeners_diag(struct conntrack *ct, int family)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct inet_diag_req_v2 req;
+	} msg = {
+		.nh = { .nlmsg_len = sizeof(msg), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+			.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP },
+		.req = { .sdiag_family = family, .sdiag_protocol = IPPROTO_TCP,
+			 .idiag_states = 1u << TCP_LISTEN },
+	};
+	struct sockaddr_nl nl = { .nl_family = AF_NETLINK };
+	long buf[8192 / sizeof(long)];
+	int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG), done = 0;
+
+	if (fd < 0)
+		return -1;
+	if (sendto(fd, &msg, sizeof(msg), 0, (struct sockaddr *)&nl, sizeof(nl)) < 0) {
+		close(fd);
+		return -1;
+	}
+	while (!done) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+
+		if (n <= 0)
+			break;
+		for (; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
+			struct inet_diag_msg *d = NLMSG_DATA(h);
+			uint8_t addr[16] = { 0 };
+
+			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+				done = h->nlmsg_type == NLMSG_DONE ? 1 : -1;
+				break;
+			}
+			if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*d)) || d->idiag_state != TCP_LISTEN)
+				continue;
+			if (family == AF_INET) {
+				addr[10] = addr[11] = 0xff;
+				memcpy(addr + 12, d->id.idiag_src, 4);
+			} else {
+				memcpy(addr, d->id.idiag_src, 16);
+			}
+			conntrack_add_listener(ct, addr, ntohs(d->id.idiag_sport));
+		}
+	}
+	close(fd);
+	return done == 1 ? 0 : -1;
+}
+
 int conntrack_load_listeners(struct conntrack *ct)
 {
 	u64map_free(&ct->listeners);
-	load_listeners_file(ct, "/proc/net/tcp", 1);
-	load_listeners_file(ct, "/proc/net/tcp6", 4);
+	if (load_listeners_diag(ct, AF_INET) || load_listeners_diag(ct, AF_INET6)) {
+		/* No socket diagnostics (a kernel without inet_diag): the files. */
+		u64map_free(&ct->listeners);
+		load_listeners_file(ct, "/proc/net/tcp", 1);
+		load_listeners_file(ct, "/proc/net/tcp6", 4);
+	}
 	return 0;
 }
 
