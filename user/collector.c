@@ -12,7 +12,7 @@
 #include "events.h"
 
 #define TICK_NS      100000000ULL   /* fold closed connections this often */
-#define LISTENERS_NS 10000000000ULL /* re-read /proc/net/tcp this often */
+#define LISTENERS_NS 10000000000ULL /* re-read the listening sockets this often */
 
 uint64_t now_ns(clockid_t clk)
 {

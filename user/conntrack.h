@@ -139,8 +139,9 @@ void conntrack_evict(struct conntrack *ct, uint64_t cutoff_ns);
 void conntrack_sweep_services(struct conntrack *ct, uint64_t cutoff_ns);
 
 void conntrack_add_listener(struct conntrack *ct, const uint8_t addr[16], uint16_t port);
-/* Sockets in LISTEN from /proc/net/tcp and tcp6, replacing the last read:
- * tells which end of a connection seen only mid-stream is the server. */
+/* Sockets in LISTEN from socket diagnostics (else /proc/net/tcp and tcp6),
+ * replacing the last read: tells which end of a connection seen only
+ * mid-stream is the server. */
 int conntrack_load_listeners(struct conntrack *ct);
 
 /* Service, external and tcp edges into g, from counts `which` (STAT_TOTAL
