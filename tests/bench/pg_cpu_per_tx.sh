@@ -23,6 +23,12 @@
 # is not in it either).
 # SATURATE=1 adds a rate at 90% of the TPS a 5 s unlimited run reaches, and
 # reports each configuration's TPS there against nothing's.
+# For seams it also splits its cost per transaction: the collector's CPU
+# time (schedstat) and its BPF programs' own run time (the kernel's
+# accounting, kernel.bpf_stats_enabled, which itself adds some tens of ns
+# per program run to the seams configurations; BPF_STATS=0 leaves it off).
+# Both are per transaction of pgbench, but the programs run on every socket
+# call of the host: a busy neighbour's calls are in that figure too.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_root
@@ -37,6 +43,8 @@ SCALE=${SCALE:-4}
 # pgbench's built-in tpcb-like: BEGIN, 3 UPDATEs, SELECT, INSERT, END.
 STMTS_PER_TX=7
 HZ=$(getconf CLK_TCK)
+BPF_STATS=${BPF_STATS:-1}
+command -v bpftool >/dev/null 2>&1 || BPF_STATS=0
 
 configs=(none seams hooks logstmt tshark)
 declare -A label=(
@@ -51,6 +59,11 @@ if ! command -v tshark >/dev/null 2>&1; then
 	configs=(none seams hooks logstmt)
 fi
 
+if [ "$BPF_STATS" = 1 ]; then
+	old_stats=$(sysctl -n kernel.bpf_stats_enabled)
+	trap 'sysctl -qw kernel.bpf_stats_enabled="$old_stats"; cleanup' EXIT
+	sysctl -qw kernel.bpf_stats_enabled=1
+fi
 pgbench_init "$SCALE"
 cg_new idle
 cg_new tshark
@@ -172,16 +185,38 @@ ours_read() {
 	OURS=$total
 }
 
+# seams_parts_read: PARTS = "collector-ns programs-ns" so far, for the
+# running capture: its schedstat, and the run time of the programs it holds
+# open (a neighbour's seams has programs of the same names).
+seams_parts_read() {
+	local coll prog=0 ids
+	read -r coll _ < "/proc/$SEAMS_PID/schedstat"
+	if [ "$BPF_STATS" = 1 ]; then
+		ids=$(grep -h '^prog_id:' "/proc/$SEAMS_PID"/fdinfo/* 2>/dev/null | awk '{ print $2 }' | jq -sc .)
+		prog=$(bpftool prog show --json | jq --argjson ids "$ids" \
+			'[.[] | select(.id as $i | any($ids[]; . == $i)) | .run_time_ns // 0] | add // 0')
+	fi
+	PARTS="$coll $prog"
+}
+
 # measure CONFIG RATE ROUND: one run; appends "round rate config tx secs
-# busy_us ours_us" to runs.
+# busy_us ours_us" to runs, and for seams "round rate config tx
+# collector-ns programs-ns" over a window just around it to parts.
 measure() {
-	local c=$1 rate=$2 r=$3 tag=$3.$2.$1 t0 t1 b0 b1 o0 o1 tx
+	local c=$1 rate=$2 r=$3 tag=$3.$2.$1 t0 t1 b0 b1 o0 o1 tx p0= p1 pt0 pt1
 	observer_start "$c" "$tag"
 	run_load "$rate" "$tag"
 	wait_for 60 has_lines "$WARM" || { cat "$BENCH_PROGRESS" >&2; fail "pgbench did not start"; }
+	case $c in seams|hooks) pt0=$EPOCHREALTIME; seams_parts_read; p0=$PARTS ;; esac
 	ours_read; o0=$OURS; busy_read; b0=$BUSY; t0=$EPOCHREALTIME
 	sleep "$SECS"
 	busy_read; b1=$BUSY; t1=$EPOCHREALTIME; ours_read; o1=$OURS
+	if [ -n "$p0" ]; then
+		seams_parts_read; p1=$PARTS; pt1=$EPOCHREALTIME
+		wait_for 10 progress_after "$pt1" || fail "pgbench progress stalled"
+		echo "$r $rate $c $(tx_between "$pt0" "$pt1") $p0 $p1" |
+			awk '{ print $1, $2, $3, $4, $7 - $5, $8 - $6 }' >> "$TEST_TMP/parts"
+	fi
 	stop_load
 	observer_stop "$c" "$tag"
 	grep -qiE 'error|abort' "$BENCH_PROGRESS" && { cat "$BENCH_PROGRESS" >&2; fail "pgbench failed"; }
@@ -204,7 +239,7 @@ warn_foreign() {
 }
 warn_foreign start
 
-: > "$TEST_TMP/runs"; : > "$TEST_TMP/lost"
+: > "$TEST_TMP/runs"; : > "$TEST_TMP/lost"; : > "$TEST_TMP/parts"
 rates=($RATES)
 if [ "${SATURATE:-0}" = 1 ]; then
 	run_load 0 max
@@ -315,5 +350,21 @@ echo " $STMTS_PER_TX statements per TPC-B transaction)"
 awk '{ n[$1 ~ /hooks$/ ? "hooks" : "seams"]++; e[$1 ~ /hooks$/ ? "hooks" : "seams"] += $2; b[$1 ~ /hooks$/ ? "hooks" : "seams"] += $3 }
 	END { for (k in n) printf "%s captures: %d, events lost %d, PostgreSQL bytes lost %d (target 0)\n",
 		k == "seams" ? "seams capture" : "seams --cgroup (empty)", n[k], e[k], b[k] }' "$TEST_TMP/lost" | sort
+# Where seams' time goes, per transaction and per statement: what is left
+# of its added cost beyond these two is the hooks' own entry and exit and
+# what its work costs the traced processes (caches, the ring's memory).
+echo
+echo "seams' own parts (median (min..max) over rounds$([ "$BPF_STATS" = 1 ] || echo "; programs not measured: BPF_STATS=0")):"
+printf '  %-8s %-24s %-28s %-28s %s\n' rate configuration "collector µs/tx" "programs µs/tx" "both µs/statement"
+for rate in "${rates[@]}"; do
+	for c in seams hooks; do
+		awk -v rate="$rate" -v c="$c" -v stmts="$STMTS_PER_TX" '
+			function sort_(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }
+			function stats(a, n, f) { sort_(a, n); return sprintf(f " (" f ".." f ")", n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2, a[1], a[n]) }
+			$2 == rate && $3 == c && $4 > 0 { n++; coll[n] = $5 / 1000 / $4; prog[n] = $6 / 1000 / $4; both[n] = (coll[n] + prog[n]) / stmts }
+			END { if (n) printf "  %-8s %-24s %-28s %-28s %s\n", rate, c == "seams" ? "seams capture" : "seams --cgroup (empty)",
+				stats(coll, n, "%.2f"), stats(prog, n, "%.2f"), stats(both, n, "%.2f") }' "$TEST_TMP/parts"
+	done
+done
 echo "every run: round rate configuration transactions seconds machine-busy-µs ours-µs"
 cat "$TEST_TMP/runs"
