@@ -611,13 +611,12 @@ static long whole_step(__u32 i, void *arg)
 }
 
 /* Most chunks are a few small messages: a Query, a CommandComplete with its
- * ReadyForQuery, a SELECT's whole reply.  Such a chunk is read into this
- * CPU's scratch, framed there and put in the ring as one record: no scratch
- * record, no segment list to move.  It is framed in the scratch, not in the
- * ring, because the ring's next bytes are seldom in this CPU's cache (the
- * collector read them last): reading them back right after writing them
- * waits for the cache misses, where a plain copy into the ring does not.
- * Returns false, having sent nothing, for anything else. */
+ * ReadyForQuery, a SELECT's whole reply.  Such a chunk is read once into
+ * this CPU's scratch, framed there and copied into the ring as one record,
+ * rather than built up run by run as the general framer does.  It is framed
+ * in the scratch, not in the ring, because the ring's next bytes are seldom
+ * in this CPU's cache (the collector read them last).  Returns false,
+ * having sent nothing, for anything else. */
 static __always_inline bool pg_whole(struct pg_scratch *scr, __u64 sock, struct pg_dirstate *st,
 				     __u64 buf, __u32 n, __u32 dir)
 {
@@ -647,11 +646,8 @@ static __always_inline bool pg_whole(struct pg_scratch *scr, __u64 sock, struct 
 	segbytes = (bounded(c.nsegs - 1, WHOLE_SEGS - 1) + 1) * sizeof(struct pg_seg);
 	size = sizeof(*e) + c.w + segbytes;
 	r = pg_reserve(size, &off);
-	if (!r) {
-		/* The ring is full: the general path counts the loss. */
-		st->pend_skipped = c.segs[0].skipped;
-		return false;
-	}
+	if (!r)
+		return false; /* the ring is full: the general path counts the loss */
 	st->pend_skipped = 0;
 	e = (void *)&r->data[off + 8];
 	e->ts_ns = bpf_ktime_get_ns();
