@@ -139,7 +139,7 @@ struct sockinfo {
 	__u8 kind;       /* enum sock_kind */
 	__u8 pg_opened;  /* EV_PG_OPEN sent */
 	__u8 last_dir;   /* 1 + the direction of the last send or receive */
-	__u8 pad[1];
+	__u8 server;     /* the server's end of a connection accepted during the capture */
 };
 
 struct {
@@ -311,7 +311,7 @@ static __always_inline bool is_pg_port(__u16 port)
 
 /* The first send or receive of data on a TCP socket: announce a connection accepted
  * during the capture or open since before it, and say what it is. */
-static __always_inline __u8 classify_tcp(struct sock *sk)
+static __always_inline __u8 classify_tcp(struct sock *sk, __u8 *server)
 {
 	__u64 key = (__u64)sk;
 	struct tracked *t = bpf_map_lookup_elem(&socks, &key);
@@ -326,6 +326,9 @@ static __always_inline __u8 classify_tcp(struct sock *sk)
 	} else if (t->passive) {
 		t->passive = 0;
 		t->announced = 1;
+		/* PostgreSQL's own end is left out: a backend calls nothing, and
+		 * a record per statement would cost the most traffic there is. */
+		*server = !is_pg_port(BPF_CORE_READ(sk, __sk_common.skc_num));
 		emit(EV_ACCEPT, sk, NULL, t->start_ns);
 	}
 	if (is_pg_port(bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))))
@@ -338,17 +341,136 @@ static __always_inline __u8 classify_tcp(struct sock *sk)
 static __always_inline struct sockinfo *classify(struct sock *sk, __u16 family)
 {
 	struct sockinfo *si;
-	__u8 kind = SK_OTHER;
+	__u8 kind = SK_OTHER, server = 0;
 
 	if (traced_task())
-		kind = family == AF_UNIX ? SK_CANDIDATE : classify_tcp(sk);
+		kind = family == AF_UNIX ? SK_CANDIDATE : classify_tcp(sk, &server);
 	si = bpf_sk_storage_get(&sockinfo, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!si) {
 		count(CNT_PG_FULL);
 		return NULL;
 	}
 	si->kind = kind;
+	si->server = server;
 	return si;
+}
+
+/* The inbound request a thread is serving, and the calls it made so far. */
+struct nest_state {
+	__u64 in_sock;  /* 0: none open */
+	__u64 start_ns;
+	__u32 ncalls;
+	__u32 overflow;
+	__u32 flags;
+	__u32 pad;
+	struct nest_call calls[SEAMS_NEST_CALLS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct nest_state);
+} nesting SEC(".maps");
+
+static __always_inline void nest_emit(struct nest_state *st, __u64 now)
+{
+	struct nest_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e) {
+		count(CNT_LOST_EVENTS);
+		return;
+	}
+	e->ts_ns = now;
+	e->sock = st->in_sock;
+	e->type = EV_NEST;
+	e->ncalls = st->ncalls;
+	e->start_ns = st->start_ns;
+	e->overflow = st->overflow;
+	e->flags = st->flags;
+	__builtin_memcpy(e->calls, st->calls, sizeof(e->calls));
+	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
+/* A traced TCP connection changed direction: dir is the new one.  Per
+ * thread: a thread serving one request at a time (thread pools, forking
+ * servers) nests exactly; an event loop interleaving requests is flagged
+ * NEST_OVERLAP instead of attributed. */
+static __always_inline void nest_turn(struct sock *sk, bool server, __u32 dir)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct nest_call *c = NULL;
+	struct nest_state *st;
+	__u64 key = (__u64)sk, now;
+
+	if (server) {
+		bool recv = dir == PG_DIR_BACKEND;
+
+		st = bpf_task_storage_get(&nesting, task, 0, recv ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+		if (!st) {
+			if (recv)
+				count(CNT_NEST_FULL);
+			return;
+		}
+		now = bpf_ktime_get_ns();
+		if (!recv) {
+			if (st->in_sock == key) {
+				nest_emit(st, now);
+				st->in_sock = 0;
+			} else if (st->in_sock) {
+				st->flags |= NEST_OVERLAP;
+			}
+			return;
+		}
+		/* A request arrives while another is open. */
+		if (st->in_sock) {
+			st->flags |= NEST_OVERLAP;
+			nest_emit(st, now);
+		}
+		st->flags = st->in_sock ? NEST_OVERLAP : 0;
+		st->in_sock = key;
+		st->start_ns = now;
+		st->ncalls = 0;
+		st->overflow = 0;
+		return;
+	}
+	/* A thread that never served a request has no state: nothing here. */
+	st = bpf_task_storage_get(&nesting, task, 0, 0);
+	if (!st || !st->in_sock)
+		return;
+	for (int i = 0; i < SEAMS_NEST_CALLS; i++) {
+		if (i >= st->ncalls)
+			break;
+		if (st->calls[i].sock == key) {
+			c = &st->calls[i];
+			break;
+		}
+	}
+	now = bpf_ktime_get_ns();
+	if (dir == PG_DIR_BACKEND) {
+		/* A reply; a receive for a call sent before the request is not one. */
+		if (c && c->pending) {
+			c->busy_ns += now - c->start_ns;
+			c->pending = 0;
+		}
+		return;
+	}
+	if (!c) {
+		__u32 n = st->ncalls;
+
+		if (n >= SEAMS_NEST_CALLS) {
+			st->overflow++;
+			return;
+		}
+		c = &st->calls[n];
+		c->sock = key;
+		c->busy_ns = 0;
+		c->calls = 0;
+		st->ncalls = n + 1;
+	}
+	c->start_ns = now;
+	c->pending = 1;
+	c->calls++;
 }
 
 /* The syscall that moved the bytes, from its own registers: the tracepoint
@@ -543,6 +665,7 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 	if (si->last_dir != dir + 1 && si->kind != SK_OTHER) {
 		si->last_dir = dir + 1;
 		si->exchanges += dir == PG_DIR_FRONTEND;
+		nest_turn(sk, si->server, dir);
 	}
 	if (si->kind < SK_CANDIDATE)
 		return 0;
