@@ -166,7 +166,7 @@ enum nest_flags {
 
 struct nest_call {
 	__u64 sock;     /* the client end of the outbound connection */
-	__u64 start_ns; /* kernel scratch: when the call still waiting was sent */
+	__u64 start_ns; /* the last call's send */
 	__u64 busy_ns;  /* summed time from each send to its reply */
 	__u32 calls;    /* sends that followed a receive, or came first */
 	__u32 pending;  /* 1: the last call had no reply when the request ended */

@@ -540,14 +540,17 @@ static void end_key(const struct conntrack *ct, const struct conn *c, bool serve
 }
 
 /* The end that was sock at time t: open, or closed and waiting to fold (a
- * call's connection often closes before the request it served replies). */
+ * call's connection often closes before the request it served replies).
+ * The kernel reuses a socket's address at once, so an end opened after t,
+ * or closed before it, is another connection: none is better than it. */
 static struct conn *end_at(const struct conntrack *ct, uint64_t sock, uint64_t t)
 {
 	struct conn *c = u64map_get(&ct->open, sock);
 
 	if (c && c->open_ns <= t)
 		return c;
-	return u64map_get(&ct->closing, sock);
+	c = u64map_get(&ct->closing, sock);
+	return c && c->open_ns <= t && c->last_ns >= t ? c : NULL;
 }
 
 static uint64_t nestkey_hash(const struct nestkey *k)
@@ -594,7 +597,8 @@ static bool nest_valid(const struct nest_event *e)
 	for (uint32_t i = 0; i < e->ncalls; i++) {
 		const struct nest_call *c = &e->calls[i];
 
-		if (!c->calls || c->pending > 1 || c->busy_ns > e->ts_ns - e->start_ns)
+		if (!c->calls || c->pending > 1 || c->busy_ns > e->ts_ns - e->start_ns ||
+		    c->start_ns < e->start_ns || c->start_ns > e->ts_ns)
 			return false;
 	}
 	return true;
@@ -617,7 +621,7 @@ void conntrack_nest(struct conntrack *ct, const struct nest_event *e)
 		ct->nestbad.invalid++;
 		return;
 	}
-	in = end_at(ct, e->sock, e->ts_ns);
+	in = end_at(ct, e->sock, e->start_ns);
 	if (!in || in->role == ROLE_CLIENT) {
 		ct->nestbad.unresolved++;
 		return;
@@ -627,7 +631,8 @@ void conntrack_nest(struct conntrack *ct, const struct nest_event *e)
 	ct->nestbad.calls_overflow += e->overflow;
 	for (uint32_t i = 0; !ambiguous && i < e->ncalls; i++) {
 		const struct nest_call *c = &e->calls[i];
-		struct conn *out = end_at(ct, c->sock, e->ts_ns);
+		/* Its last send: the connection was open then. */
+		struct conn *out = end_at(ct, c->sock, c->start_ns);
 		struct tcpkey k;
 		size_t j;
 

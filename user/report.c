@@ -44,6 +44,7 @@ struct svc_edge {
 };
 
 struct svc_graph {
+	struct graph *g;
 	size_t n;
 	json_t **node;          /* service nodes by index */
 	json_t *index;          /* service id -> index */
@@ -93,6 +94,7 @@ static int svc_graph_build(struct svc_graph *s, struct graph *g)
 	size_t nn = graph_node_count(g), ne = graph_edge_count(g);
 
 	memset(s, 0, sizeof(*s));
+	s->g = g;
 	s->node = calloc(nn + 1, sizeof(*s->node));
 	s->edges = calloc(ne + 1, sizeof(*s->edges));
 	s->index = json_object();
@@ -549,6 +551,31 @@ static json_int_t path_traffic(const struct svc_graph *s, const struct path *p)
 	return (json_int_t)llround((double)n * path_fraction(s, p));
 }
 
+/* The share of from's statements on server's tables that failed (SQLSTATE
+ * errors), 0 when from sent it none. */
+static double sql_failure(const struct svc_graph *s, size_t from, size_t server)
+{
+	const char *src = json_str(s->node[from], "id"), *srv = json_str(s->node[server], "id");
+	size_t n = strlen(srv);
+	json_int_t ops = 0, errs = 0;
+	const char *key;
+	json_t *v;
+
+	for (size_t i = 0; i < graph_edge_count(s->g); i++) {
+		json_t *e = graph_edge_at(s->g, i);
+		const char *t = json_str(e, "target");
+
+		if (strcmp(json_str(e, "kind"), "sql") || strcmp(json_str(e, "source"), src) ||
+		    strncmp(t, "table:", 6) || strncmp(t + 6, srv, n) || t[6 + n] != '/')
+			continue;
+		json_object_foreach(json_object_get(e, "operations"), key, v)
+			ops += json_integer_value(v);
+		json_object_foreach(json_object_get(e, "errors"), key, v)
+			errs += json_integer_value(v);
+	}
+	return ops ? (double)errs / (double)ops : 0;
+}
+
 static double pct_of(const json_t *lat, const char *p)
 {
 	return json_number_value(json_object_get(lat, p));
@@ -580,7 +607,7 @@ static json_t *chain_json(const struct svc_graph *s, const struct path *p)
 	for (size_t i = 0; i < hops; i++) {
 		json_t *e = svc_edge_between(s, p->v[i], p->v[i + 1]), *call = NULL, *lat, *h;
 		json_int_t conns = count_of(e, "connections"), failed = count_of(e, "failed_connections");
-		json_int_t req, nested, unreplied = 0;
+		json_int_t req, nested;
 		double fail;
 
 		if (i == 0) {
@@ -590,14 +617,13 @@ static json_t *chain_json(const struct svc_graph *s, const struct path *p)
 			call = nested_call(s, p->v[i - 1], p->v[i], p->v[i + 1]);
 			req = nest_requests(svc_edge_between(s, p->v[i - 1], p->v[i]));
 			nested = count_of(call, "requests");
-			unreplied = count_of(call, "unreplied");
 			lat = json_object_get(call, "latency_ms");
 		}
-		/* Failed connects of all the edge's traffic, unreplied calls of
-		 * the nested ones. */
+		/* Failed connects of all the edge's traffic, then failed
+		 * statements when the callee is a PostgreSQL server.  A call
+		 * left unreplied is no failure: a Terminate is never answered. */
 		fail = conns + failed ? (double)failed / (double)(conns + failed) : 0;
-		if (nested)
-			fail += (1 - fail) * (double)unreplied / (double)nested;
+		fail += (1 - fail) * sql_failure(s, p->v[i], p->v[i + 1]);
 		observed *= 1 - fail;
 		h = json_pack("{s:s, s:s, s:I, s:I, s:f}", "from", svc_name(s, p->v[i]), "to",
 			      svc_name(s, p->v[i + 1]), "requests", req, "nested", nested,
@@ -622,7 +648,7 @@ static json_t *chain_json(const struct svc_graph *s, const struct path *p)
 		json_object_set_new(c, "latency_ms", json_real(pct_of(lat0, "p50")));
 		json_object_set_new(c, "latency_p95_ms", json_real(pct_of(lat0, "p95")));
 	}
-	json_object_set_new(c, "traffic", json_integer(p->traffic));
+	json_object_set_new(c, "requests", json_integer(p->traffic));
 
 	append_fmt(json_object_get(c, "details"),
 		   "%.1f%% of %s -> %s requests take the whole chain (%lld; product of each hop's nested share)",
@@ -630,7 +656,7 @@ static json_t *chain_json(const struct svc_graph *s, const struct path *p)
 	if (lats && *lats)
 		append_fmt(json_object_get(c, "details"), "p50/p95 ms per hop: %s", lats);
 	append_fmt(json_object_get(c, "details"),
-		   "availability %.2f%% observed (failed connects, unreplied calls); %.1f%% if each hop is %.0f%% up (%.2f^%zu)",
+		   "availability %.2f%% observed (failed connects, SQL errors); %.1f%% if each hop is %.0f%% up (%.2f^%zu)",
 		   observed * 100, avail * 100, REPORT_HOP_AVAILABILITY * 100, REPORT_HOP_AVAILABILITY, hops);
 	free(route);
 	free(lats);
