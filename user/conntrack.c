@@ -1040,13 +1040,32 @@ static void render_edge(void *ctx, const struct tcpagg *a)
 		graph_edge_hist_merge(&r->hists, e, &s->duration);
 }
 
-static json_t *key_edge(struct graph *g, const struct tcpkey *k, const char **target)
+/* The id render_edge gave one end of k, without creating the node. */
+static void key_node_id(const struct tcpkey *k, bool server, char *buf, size_t len)
 {
-	json_t *from = k->client ? conntrack_node(g, k->client) : conntrack_remote_node(g, k->addr, -1);
-	json_t *to = k->server ? conntrack_node(g, k->server) : conntrack_remote_node(g, k->addr, k->port);
+	const struct service *s = server ? k->server : k->client;
+	char a[64], ep[96];
 
-	*target = node_id(to);
-	return graph_find_edge(g, node_id(from), *target, "tcp");
+	if (s) {
+		snprintf(buf, len, "svc:%s", s->name);
+		return;
+	}
+	addr_format(k->addr, -1, a, sizeof(a));
+	if (server && k->port)
+		graph_format_endpoint(a, k->port, ep, sizeof(ep));
+	else
+		snprintf(ep, sizeof(ep), "%s", a);
+	snprintf(buf, len, "ext:%s", ep);
+}
+
+/* k's edge if it is drawn; target (>= 160 bytes) gets its target's id. */
+static json_t *key_edge(struct graph *g, const struct tcpkey *k, char *target)
+{
+	char from[160];
+
+	key_node_id(k, false, from, sizeof(from));
+	key_node_id(k, true, target, 160);
+	return graph_find_edge(g, from, target, "tcp");
 }
 
 /* An inbound edge's "nesting": its requests, and per callee the requests
@@ -1057,10 +1076,10 @@ static void render_nest(void *ctx, const struct nestagg *a)
 	static const struct tcpkey none;
 	struct render *r = ctx;
 	const struct neststats *s = &a->st[r->which];
-	const char *target;
+	char target[160];
 	json_t *e, *n, *calls, *c;
 
-	if (!s->requests || !(e = key_edge(r->g, &a->key.in, &target)))
+	if (!s->requests || !(e = key_edge(r->g, &a->key.in, target)))
 		return;
 	n = json_object_get(e, "nesting");
 	if (!n) {
@@ -1075,7 +1094,7 @@ static void render_nest(void *ctx, const struct nestagg *a)
 			graph_edge_hist_merge(&r->nest_hists, n, &s->latency);
 		return;
 	}
-	if (!key_edge(r->g, &a->key.out, &target))
+	if (!key_edge(r->g, &a->key.out, target))
 		return;
 	calls = json_object_get(n, "calls");
 	if (!calls) {
