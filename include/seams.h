@@ -172,6 +172,7 @@ struct nest_call {
 	__u32 pending;  /* 1: the last call had no reply when the request ended */
 };
 
+/* Sent with only its ncalls slots. */
 struct nest_event {
 	__u64 ts_ns;    /* the first send of the reply */
 	__u64 sock;     /* the inbound connection's server end */

@@ -1,5 +1,6 @@
 /* The collector's event loop and snapshots. */
 #include <errno.h>
+#include <stddef.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,8 +52,15 @@ static void on_event(void *ctx, const void *data, size_t size)
 		return;
 	}
 	if (h->type == EV_NEST) {
-		if (size >= sizeof(struct nest_event))
-			conntrack_nest(&c->ct, data);
+		struct nest_event n = { 0 };
+
+		/* Only the slots used were sent. */
+		memcpy(&n, data, size < sizeof(n) ? size : sizeof(n));
+		if (size >= offsetof(struct nest_event, calls) && n.ncalls <= SEAMS_NEST_CALLS &&
+		    size >= offsetof(struct nest_event, calls) + n.ncalls * sizeof(struct nest_call))
+			conntrack_nest(&c->ct, &n);
+		else
+			c->ct.nestbad.invalid++;
 		return;
 	}
 	if (h->type == EV_PG_OPEN) {
