@@ -364,6 +364,11 @@ struct {
 	__type(value, struct nest_event);
 } nesting SEC(".maps");
 
+/* Threads with a request open, host-wide: while none is, a client's send
+ * or receive needs no lookup (a host of database clients pays nothing).
+ * A thread that exits mid-request leaves it high, which costs only that. */
+__s64 nest_open = 0;
+
 /* Only the slots used travel: a request that called nobody, the most
  * common, is 40 bytes, not 296. */
 static __always_inline void nest_emit(struct nest_event *st, __u64 now)
@@ -404,6 +409,7 @@ static __always_inline void nest_turn(struct sock *sk, bool server, __u32 dir)
 			if (st->sock == key) {
 				nest_emit(st, now);
 				st->sock = 0;
+				__sync_fetch_and_add(&nest_open, -1);
 			} else if (st->sock) {
 				st->flags |= NEST_OVERLAP;
 			}
@@ -413,6 +419,8 @@ static __always_inline void nest_turn(struct sock *sk, bool server, __u32 dir)
 		if (st->sock) {
 			st->flags |= NEST_OVERLAP;
 			nest_emit(st, now);
+		} else {
+			__sync_fetch_and_add(&nest_open, 1);
 		}
 		st->flags = st->sock ? NEST_OVERLAP : 0;
 		st->sock = key;
@@ -422,6 +430,8 @@ static __always_inline void nest_turn(struct sock *sk, bool server, __u32 dir)
 		return;
 	}
 	/* A thread that never served a request has no state: nothing here. */
+	if (nest_open <= 0)
+		return;
 	st = bpf_task_storage_get(&nesting, task, 0, 0);
 	if (!st || !st->sock)
 		return;
