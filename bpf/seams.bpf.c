@@ -141,7 +141,7 @@ struct sockinfo {
 	__u8 kind;       /* enum sock_kind */
 	__u8 pg_opened;  /* EV_PG_OPEN sent */
 	__u8 last_dir;   /* 1 + the direction of the last send or receive */
-	__u8 pad[1];
+	__u8 server;     /* the server's end of a connection accepted during the capture */
 	struct pg_state pg;
 };
 
@@ -314,7 +314,7 @@ static __always_inline bool is_pg_port(__u16 port)
 
 /* The first send or receive of data on a TCP socket: announce a connection accepted
  * during the capture or open since before it, and say what it is. */
-static __always_inline __u8 classify_tcp(struct sock *sk)
+static __always_inline __u8 classify_tcp(struct sock *sk, __u8 *server)
 {
 	__u64 key = (__u64)sk;
 	struct tracked *t = bpf_map_lookup_elem(&socks, &key);
@@ -329,6 +329,9 @@ static __always_inline __u8 classify_tcp(struct sock *sk)
 	} else if (t->passive) {
 		t->passive = 0;
 		t->announced = 1;
+		/* PostgreSQL's own end is left out: a backend calls nothing, and
+		 * a record per statement would cost the most traffic there is. */
+		*server = !is_pg_port(BPF_CORE_READ(sk, __sk_common.skc_num));
 		emit(EV_ACCEPT, sk, NULL, t->start_ns);
 	}
 	if (is_pg_port(bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport))))
@@ -341,17 +344,133 @@ static __always_inline __u8 classify_tcp(struct sock *sk)
 static __always_inline struct sockinfo *classify(struct sock *sk, __u16 family)
 {
 	struct sockinfo *si;
-	__u8 kind = SK_OTHER;
+	__u8 kind = SK_OTHER, server = 0;
 
 	if (traced_task())
-		kind = family == AF_UNIX ? SK_CANDIDATE : classify_tcp(sk);
+		kind = family == AF_UNIX ? SK_CANDIDATE : classify_tcp(sk, &server);
 	si = bpf_sk_storage_get(&sockinfo, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!si) {
 		count(CNT_PG_FULL);
 		return NULL;
 	}
 	si->kind = kind;
+	si->server = server;
 	return si;
+}
+
+/* The inbound request a thread is serving (sock 0: none), and the calls it
+ * made so far: the record it becomes, so that sending it is one copy. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct nest_event);
+} nesting SEC(".maps");
+
+/* Threads with a request open, host-wide: while none is, a client's send
+ * or receive needs no lookup (a host of database clients pays nothing).
+ * A thread that exits mid-request leaves it high, which costs only that. */
+__s64 nest_open = 0;
+
+/* Only the slots used travel: a request that called nobody, the most
+ * common, is 40 bytes, not 296. */
+static __always_inline void nest_emit(struct nest_event *st, __u64 now)
+{
+	__u32 n = st->ncalls;
+
+	if (n > SEAMS_NEST_CALLS)
+		n = SEAMS_NEST_CALLS;
+	st->ts_ns = now;
+	st->type = EV_NEST;
+	if (bpf_ringbuf_output(&events, st, offsetof(struct nest_event, calls) + n * sizeof(struct nest_call),
+			       wakeup_flags()))
+		count(CNT_LOST_EVENTS);
+}
+
+/* A traced TCP connection changed direction: dir is the new one.  Per
+ * thread: a thread serving one request at a time (thread pools, forking
+ * servers) nests exactly; an event loop interleaving requests is flagged
+ * NEST_OVERLAP instead of attributed. */
+static __always_inline void nest_turn(struct sock *sk, bool server, __u32 dir)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct nest_call *c = NULL;
+	struct nest_event *st;
+	__u64 key = (__u64)sk, now;
+
+	if (server) {
+		bool recv = dir == PG_DIR_BACKEND;
+
+		st = bpf_task_storage_get(&nesting, task, 0, recv ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+		if (!st) {
+			if (recv)
+				count(CNT_NEST_FULL);
+			return;
+		}
+		now = bpf_ktime_get_ns();
+		if (!recv) {
+			if (st->sock == key) {
+				nest_emit(st, now);
+				st->sock = 0;
+				__sync_fetch_and_add(&nest_open, -1);
+			} else if (st->sock) {
+				st->flags |= NEST_OVERLAP;
+			}
+			return;
+		}
+		/* A request arrives while another is open. */
+		if (st->sock) {
+			st->flags |= NEST_OVERLAP;
+			nest_emit(st, now);
+		} else {
+			__sync_fetch_and_add(&nest_open, 1);
+		}
+		st->flags = st->sock ? NEST_OVERLAP : 0;
+		st->sock = key;
+		st->start_ns = now;
+		st->ncalls = 0;
+		st->overflow = 0;
+		return;
+	}
+	/* A thread that never served a request has no state: nothing here. */
+	if (nest_open <= 0)
+		return;
+	st = bpf_task_storage_get(&nesting, task, 0, 0);
+	if (!st || !st->sock)
+		return;
+	for (int i = 0; i < SEAMS_NEST_CALLS; i++) {
+		if (i >= st->ncalls)
+			break;
+		if (st->calls[i].sock == key) {
+			c = &st->calls[i];
+			break;
+		}
+	}
+	now = bpf_ktime_get_ns();
+	if (dir == PG_DIR_BACKEND) {
+		/* A reply; a receive for a call sent before the request is not one. */
+		if (c && c->pending) {
+			c->busy_ns += now - c->start_ns;
+			c->pending = 0;
+		}
+		return;
+	}
+	if (!c) {
+		__u32 n = st->ncalls;
+
+		if (n >= SEAMS_NEST_CALLS) {
+			st->overflow++;
+			return;
+		}
+		c = &st->calls[n];
+		c->sock = key;
+		c->busy_ns = 0;
+		c->calls = 0;
+		st->ncalls = n + 1;
+	}
+	c->start_ns = now;
+	c->pending = 1;
+	c->calls++;
 }
 
 /* The syscall that moved the bytes, from its own registers: the tracepoint
@@ -513,6 +632,22 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 	}
 }
 
+/* The first bytes a server's end received open a PostgreSQL session: a
+ * backend on a port not known to be PostgreSQL's.  It calls nobody, and a
+ * record per statement would cost the most traffic there is. */
+static __always_inline bool pg_startup(int ret)
+{
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct io_args in = { .nr = regs->orig_ax, .arg = regs->si, .count = regs->dx };
+	__u64 iov, iovcnt, buf;
+	__u8 b[8] = {};
+
+	if (ret < 8 || (in.nr != NR_read && in.nr != NR_recvfrom && in.nr != NR_readv && in.nr != NR_recvmsg))
+		return false;
+	buf = first_buf(&in, &iov, &iovcnt);
+	return !bpf_probe_read_user(b, sizeof(b), (void *)buf) && looks_untyped(b);
+}
+
 static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 {
 	struct pt_regs *regs;
@@ -544,8 +679,11 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 	 * a client's end, its reply on a server's.  A keep-alive connection
 	 * then counts its requests, not only itself. */
 	if (si->last_dir != dir + 1 && si->kind != SK_OTHER) {
+		if (si->server && !si->last_dir && dir == PG_DIR_BACKEND && pg_startup(ret))
+			si->server = 0;
 		si->last_dir = dir + 1;
 		si->exchanges += dir == PG_DIR_FRONTEND;
+		nest_turn(sk, si->server, dir);
 	}
 	if (si->kind < SK_CANDIDATE)
 		return 0;

@@ -24,6 +24,7 @@ enum seams_event_type {
 	EV_PG_OPEN,     /* a client connection found to speak PostgreSQL */
 	EV_PG_DATA,     /* bytes of a PostgreSQL connection, framed */
 	EV_WAKE,        /* a CPU's PostgreSQL ring is half full: read it now */
+	EV_NEST,        /* an inbound request got its reply: the calls made inside it */
 };
 
 enum seams_counter {
@@ -34,6 +35,7 @@ enum seams_counter {
 	CNT_PG_EVENTS_LOST, /* PostgreSQL data events dropped (their CPU's ring full) */
 	CNT_PG_FULL,        /* per-socket state could not be allocated: socket not traced */
 	CNT_PG_COPIED,      /* PostgreSQL bytes copied to the collector */
+	CNT_NEST_FULL,      /* per-thread nesting state could not be allocated */
 	CNT_MAX,
 };
 
@@ -146,6 +148,40 @@ struct pg_data_event {
 	__u32 len;       /* bytes of data, the sum of the segments' len */
 	__u32 nsegs;     /* 1..PG_SEGS_MAX */
 	__u32 dir;       /* enum pg_direction */
+};
+
+/* Request nesting, per thread.  A receive that turns a server's end of a
+ * connection (accepted during the capture) from sending to receiving starts
+ * an inbound request; sends and receives on client ends until the first
+ * send of the reply are calls made inside it, one slot per outbound
+ * connection.  One EV_NEST per inbound request, when its reply starts. */
+#define SEAMS_NEST_CALLS 8
+
+enum nest_flags {
+	/* Another inbound request began on the thread before this one's reply,
+	 * or a reply went out for another: an event loop interleaving requests,
+	 * or a request its client abandoned.  Its calls are not attributed. */
+	NEST_OVERLAP = 1,
+};
+
+struct nest_call {
+	__u64 sock;     /* the client end of the outbound connection */
+	__u64 start_ns; /* the last call's send */
+	__u64 busy_ns;  /* summed time from each send to its reply */
+	__u32 calls;    /* sends that followed a receive, or came first */
+	__u32 pending;  /* 1: the last call had no reply when the request ended */
+};
+
+/* Sent with only its ncalls slots. */
+struct nest_event {
+	__u64 ts_ns;    /* the first send of the reply */
+	__u64 sock;     /* the inbound connection's server end */
+	__u32 type;
+	__u32 ncalls;   /* slots used, at most SEAMS_NEST_CALLS */
+	__u64 start_ns; /* the request's first receive */
+	__u32 overflow; /* calls on connections past the slots, left out */
+	__u32 flags;    /* enum nest_flags */
+	struct nest_call calls[SEAMS_NEST_CALLS];
 };
 
 #endif

@@ -1,5 +1,6 @@
 /* The collector's event loop and snapshots. */
 #include <errno.h>
+#include <stddef.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,18 @@ static void on_event(void *ctx, const void *data, size_t size)
 	c->events++;
 	if (h->type == EV_PG_DATA) {
 		pgtrack_record(&c->pg, data, size);
+		return;
+	}
+	if (h->type == EV_NEST) {
+		struct nest_event n = { 0 };
+
+		/* Only the slots used were sent. */
+		memcpy(&n, data, size < sizeof(n) ? size : sizeof(n));
+		if (size >= offsetof(struct nest_event, calls) && n.ncalls <= SEAMS_NEST_CALLS &&
+		    size >= offsetof(struct nest_event, calls) + n.ncalls * sizeof(struct nest_call))
+			conntrack_nest(&c->ct, &n);
+		else
+			c->ct.nestbad.invalid++;
 		return;
 	}
 	if (h->type == EV_PG_OPEN) {
@@ -246,6 +259,12 @@ static void fill_capture(struct collector *c, struct graph *g, int which)
 	json_object_set_new(cap, "pg_lost_bytes", json_integer((json_int_t)cnt[CNT_PG_LOST]));
 	json_object_set_new(cap, "pg_events_lost", json_integer((json_int_t)cnt[CNT_PG_EVENTS_LOST]));
 	json_object_set_new(cap, "pg_undecodable_bytes", json_integer((json_int_t)pgtrack_undecodable(&c->pg)));
+	json_object_set_new(cap, "nesting", json_pack("{s:I, s:I, s:I, s:I, s:I}",
+		"threads_full", (json_int_t)cnt[CNT_NEST_FULL],
+		"unresolved", (json_int_t)c->ct.nestbad.unresolved,
+		"invalid", (json_int_t)c->ct.nestbad.invalid,
+		"calls_unresolved", (json_int_t)c->ct.nestbad.calls_unresolved,
+		"calls_overflow", (json_int_t)c->ct.nestbad.calls_overflow));
 	for (int i = 0; i < DROP_NR; i++)
 		if (c->ct.dropped[i])
 			json_object_set_new(dropped, ct_drop_names[i], json_integer((json_int_t)c->ct.dropped[i]));

@@ -22,7 +22,7 @@ const char *const ct_drop_names[DROP_NR] = {
 	[DROP_EDGES] = "edges", [DROP_SERVERS] = "servers_per_client",
 	[DROP_SERVICES] = "services", [DROP_CONNS] = "connections",
 	[DROP_TABLES] = "tables_per_database", [DROP_STATEMENTS] = "statements_per_edge",
-	[DROP_SQL_SERIES] = "sql_series",
+	[DROP_SQL_SERIES] = "sql_series", [DROP_NEST] = "nesting",
 };
 
 static const uint8_t any6[16];
@@ -56,6 +56,18 @@ static void service_free(struct service *s)
 	free(s);
 }
 
+static void nest_free(struct u64map *m)
+{
+	struct nestagg *a, *next;
+
+	u64map_for_each(m, i, a)
+		for (; a; a = next) {
+			next = a->next;
+			free(a);
+		}
+	u64map_free(m);
+}
+
 static void aggs_free(struct u64map *m)
 {
 	struct tcpagg *a, *next;
@@ -87,6 +99,8 @@ void conntrack_free(struct conntrack *ct)
 	u64map_for_each(&ct->servers, i, ep)
 		free(ep);
 	aggs_free(&ct->aggs);
+	nest_free(&ct->nest);
+	u64map_free(&ct->closing);
 	u64map_free(&ct->services);
 	u64map_free(&ct->open);
 	u64map_free(&ct->tuples);
@@ -382,6 +396,17 @@ static void stats_seen(struct tcpstats *s, uint64_t t)
 		s->last_ns = t;
 }
 
+/* The edge of a client's end.  A server end opened before tracing and
+ * silent since is not seen; the service accepting on that address still is. */
+static void client_key(const struct conntrack *ct, const struct conn *c, struct tcpkey *k)
+{
+	k->client = c->svc;
+	k->server = c->peer ? c->peer->svc : conntrack_server(ct, c->raddr, c->rport);
+	if (!k->server)
+		memcpy(k->addr, c->raddr, 16);
+	k->port = c->rport;
+}
+
 /* The edge an end counts on, or false when it does not count: a server end
  * whose client end here counts it, or whose client left before we looked. */
 static bool conn_key(const struct conntrack *ct, const struct conn *c, struct tcpkey *k,
@@ -398,13 +423,7 @@ static bool conn_key(const struct conntrack *ct, const struct conn *c, struct tc
 		role = is_listening(ct, c->laddr, c->lport) ? ROLE_SERVER : ROLE_CLIENT;
 	*rolep = role;
 	if (role == ROLE_CLIENT) {
-		/* A server end opened before tracing and silent since is not
-		 * seen; the service accepting on that address still is. */
-		k->client = c->svc;
-		k->server = c->peer ? c->peer->svc : conntrack_server(ct, c->raddr, c->rport);
-		if (!k->server)
-			memcpy(k->addr, c->raddr, 16);
-		k->port = c->rport;
+		client_key(ct, c, k);
 		return true;
 	}
 	if (c->peer_counted || (c->peer && c->peer->role != ROLE_SERVER))
@@ -464,6 +483,8 @@ static void fold(struct conntrack *ct, struct conn *c)
 			c->peer->peer_counted = true;
 	}
 	ct->client_gone += gone;
+	if (u64map_get(&ct->closing, c->sock) == c)
+		u64map_del(&ct->closing, c->sock);
 	free_conn(ct, c);
 }
 
@@ -478,6 +499,8 @@ static void close_conn(struct conntrack *ct, const struct conn_event *e)
 	c->bytes_sent = e->bytes_sent;
 	c->bytes_received = e->bytes_received;
 	c->exchanges = e->exchanges;
+	/* Out of memory, nesting events cannot find it: they count that. */
+	u64map_put(&ct->closing, e->sock, c);
 	if (ct->closed_tail)
 		ct->closed_tail->next_closed = c;
 	else
@@ -501,6 +524,172 @@ static void connect_failed(struct conntrack *ct, const struct conn_event *e, str
 		a->st[w].failed++;
 		stats_seen(&a->st[w], e->ts_ns);
 	}
+}
+
+/* ---- request nesting -------------------------------------------------- */
+
+/* The edge a connection end belongs to, whichever end counts it. */
+static void end_key(const struct conntrack *ct, const struct conn *c, bool server, struct tcpkey *k)
+{
+	memset(k, 0, sizeof(*k));
+	if (!server) {
+		client_key(ct, c, k);
+	} else if (c->peer) {
+		k->client = c->peer->svc;
+		k->server = c->svc;
+		k->port = c->lport;
+	} else {
+		k->server = c->svc;
+		memcpy(k->addr, c->raddr, 16);
+		k->port = c->lport;
+	}
+}
+
+/* The end that was sock at time t: open, or closed and waiting to fold (a
+ * call's connection often closes before the request it served replies).
+ * The kernel reuses a socket's address at once, so an end opened after t,
+ * or closed before it, is another connection: none is better than it. */
+static struct conn *end_at(const struct conntrack *ct, uint64_t sock, uint64_t t)
+{
+	struct conn *c = u64map_get(&ct->open, sock);
+
+	if (c && c->open_ns <= t)
+		return c;
+	c = u64map_get(&ct->closing, sock);
+	return c && c->open_ns <= t && c->last_ns >= t ? c : NULL;
+}
+
+static uint64_t nestkey_hash(const struct nestkey *k)
+{
+	return fnv1a(key_hash(&k->in), &(uint64_t){ key_hash(&k->out) }, sizeof(uint64_t));
+}
+
+static struct nestagg *nest_get(struct conntrack *ct, const struct nestkey *k)
+{
+	uint64_t h = nestkey_hash(k);
+	struct nestagg *a = u64map_get(&ct->nest, h);
+
+	for (; a; a = a->next)
+		if (key_eq(&a->key.in, &k->in) && key_eq(&a->key.out, &k->out))
+			return a;
+	if (ct->nnest >= CT_MAX_NEST || !(a = calloc(1, sizeof(*a)))) {
+		ct->dropped[DROP_NEST]++;
+		return NULL;
+	}
+	a->key = *k;
+	a->next = u64map_get(&ct->nest, h);
+	if (u64map_put(&ct->nest, h, a)) {
+		free(a);
+		ct->dropped[DROP_NEST]++;
+		return NULL;
+	}
+	ct->nnest++;
+	return a;
+}
+
+/* The calls of one request, merged per outbound edge: two connections to
+ * one service are one hop. */
+struct hop {
+	struct tcpkey k;
+	uint64_t busy_ns;
+	uint64_t calls;
+	bool unreplied;
+};
+
+static bool nest_valid(const struct nest_event *e)
+{
+	if (e->ts_ns < e->start_ns || e->ncalls > SEAMS_NEST_CALLS)
+		return false;
+	for (uint32_t i = 0; i < e->ncalls; i++) {
+		const struct nest_call *c = &e->calls[i];
+
+		if (!c->calls || c->pending > 1 || c->busy_ns > e->ts_ns - e->start_ns ||
+		    c->start_ns < e->start_ns || c->start_ns > e->ts_ns)
+			return false;
+	}
+	return true;
+}
+
+void conntrack_nest(struct conntrack *ct, const struct nest_event *e)
+{
+	struct hop hops[SEAMS_NEST_CALLS];
+	struct nestkey nk;
+	struct nestagg *a;
+	struct conn *in;
+	size_t nhops = 0;
+	bool ambiguous = e->flags & NEST_OVERLAP;
+
+	if (e->ts_ns > ct->now_ns)
+		ct->now_ns = e->ts_ns;
+	/* Out of order, or more busy time than the request took: counted,
+	 * never guessed at. */
+	if (!nest_valid(e)) {
+		ct->nestbad.invalid++;
+		return;
+	}
+	in = end_at(ct, e->sock, e->start_ns);
+	if (!in || in->role == ROLE_CLIENT) {
+		ct->nestbad.unresolved++;
+		return;
+	}
+	memset(&nk, 0, sizeof(nk));
+	end_key(ct, in, true, &nk.in);
+	ct->nestbad.calls_overflow += e->overflow;
+	for (uint32_t i = 0; !ambiguous && i < e->ncalls; i++) {
+		const struct nest_call *c = &e->calls[i];
+		/* Its last send: the connection was open then. */
+		struct conn *out = end_at(ct, c->sock, c->start_ns);
+		struct tcpkey k;
+		size_t j;
+
+		/* A server end seen mid-stream is no call made. */
+		if (!out || out == in || out->role == ROLE_SERVER) {
+			ct->nestbad.calls_unresolved++;
+			continue;
+		}
+		end_key(ct, out, false, &k);
+		for (j = 0; j < nhops && !key_eq(&hops[j].k, &k); j++)
+			;
+		if (j == nhops)
+			hops[nhops++] = (struct hop){ .k = k };
+		hops[j].busy_ns += c->busy_ns;
+		hops[j].calls += c->calls;
+		/* Its last call on this edge got no reply in time: unreplied. */
+		hops[j].unreplied |= c->pending && c->calls == 1;
+	}
+	if ((a = nest_get(ct, &nk)))
+		for (int w = 0; w < STAT_NR; w++) {
+			a->st[w].requests++;
+			a->st[w].last_ns = e->ts_ns;
+			if (ambiguous)
+				a->st[w].ambiguous++;
+			else
+				hist_add(&a->st[w].latency, e->ts_ns - e->start_ns);
+		}
+	for (size_t j = 0; j < nhops; j++) {
+		nk.out = hops[j].k;
+		if (!(a = nest_get(ct, &nk)))
+			continue;
+		for (int w = 0; w < STAT_NR; w++) {
+			a->st[w].requests++;
+			a->st[w].calls += hops[j].calls;
+			a->st[w].last_ns = e->ts_ns;
+			if (hops[j].unreplied)
+				a->st[w].unreplied++;
+			else
+				hist_add(&a->st[w].latency, hops[j].busy_ns);
+		}
+	}
+}
+
+void conntrack_for_each_nest(const struct conntrack *ct, void (*fn)(void *ctx, const struct nestagg *a),
+			     void *ctx)
+{
+	struct nestagg *a;
+
+	u64map_for_each(&ct->nest, i, a)
+		for (; a; a = a->next)
+			fn(ctx, a);
 }
 
 void conntrack_event(struct conntrack *ct, const struct conn_event *e, struct service *svc)
@@ -540,16 +729,54 @@ void conntrack_tick(struct conntrack *ct, uint64_t now_ns)
 void conntrack_window_reset(struct conntrack *ct)
 {
 	struct tcpagg *a;
+	struct nestagg *n;
 
 	u64map_for_each(&ct->aggs, i, a)
 		for (; a; a = a->next)
 			memset(&a->st[STAT_WINDOW], 0, sizeof(a->st[STAT_WINDOW]));
+	u64map_for_each(&ct->nest, i, n)
+		for (; n; n = n->next)
+			memset(&n->st[STAT_WINDOW], 0, sizeof(n->st[STAT_WINDOW]));
 }
 
 static void mark(struct service *s)
 {
 	if (s)
 		s->mark = true;
+}
+
+static void mark(struct service *s);
+
+/* Like the edges: rebuilt with what is still in use, marking its services. */
+static void evict_nest(struct conntrack *ct, uint64_t cutoff)
+{
+	struct u64map keep = { 0 };
+	struct nestagg *a, *next;
+	size_t n = 0;
+
+	u64map_for_each(&ct->nest, i, a)
+		for (; a; a = next) {
+			next = a->next;
+			if (a->st[STAT_TOTAL].last_ns < cutoff) {
+				ct->evicted++;
+				free(a);
+				continue;
+			}
+			a->next = u64map_get(&keep, ct->nest.keys[i]);
+			if (u64map_put(&keep, ct->nest.keys[i], a)) {
+				free(a);
+				ct->dropped[DROP_NEST]++;
+				continue;
+			}
+			n++;
+			mark(a->key.in.client);
+			mark(a->key.in.server);
+			mark(a->key.out.client);
+			mark(a->key.out.server);
+		}
+	u64map_free(&ct->nest);
+	ct->nest = keep;
+	ct->nnest = n;
 }
 
 void conntrack_evict(struct conntrack *ct, uint64_t cutoff)
@@ -592,6 +819,7 @@ void conntrack_evict(struct conntrack *ct, uint64_t cutoff)
 	u64map_free(&ct->aggs);
 	ct->aggs = keep;
 	ct->naggs = n;
+	evict_nest(ct, cutoff);
 	u64map_for_each(&ct->servers, i, ep) {
 		if (ep->last_ns < cutoff && ep->svc->last_ns < cutoff) {
 			u64map_del(&ct->servers, ct->servers.keys[i]);
@@ -839,6 +1067,7 @@ struct render {
 	int which;
 	int64_t off;
 	struct u64map hists; /* edge json -> merged duration histogram */
+	struct u64map nest_hists; /* nesting json -> merged latency histogram */
 };
 
 static const char *node_id(json_t *node)
@@ -876,6 +1105,80 @@ static void render_edge(void *ctx, const struct tcpagg *a)
 		graph_edge_hist_merge(&r->hists, e, &s->duration);
 }
 
+/* The id render_edge gave one end of k, without creating the node. */
+static void key_node_id(const struct tcpkey *k, bool server, char *buf, size_t len)
+{
+	const struct service *s = server ? k->server : k->client;
+	char a[64], ep[96];
+
+	if (s) {
+		snprintf(buf, len, "svc:%s", s->name);
+		return;
+	}
+	addr_format(k->addr, -1, a, sizeof(a));
+	if (server && k->port)
+		graph_format_endpoint(a, k->port, ep, sizeof(ep));
+	else
+		snprintf(ep, sizeof(ep), "%s", a);
+	snprintf(buf, len, "ext:%s", ep);
+}
+
+/* k's edge if it is drawn; target (>= 160 bytes) gets its target's id. */
+static json_t *key_edge(struct graph *g, const struct tcpkey *k, char *target)
+{
+	char from[160];
+
+	key_node_id(k, false, from, sizeof(from));
+	key_node_id(k, true, target, 160);
+	return graph_find_edge(g, from, target, "tcp");
+}
+
+/* An inbound edge's "nesting": its requests, and per callee the requests
+ * that called it.  The edge is drawn already; one that is not (idle in this
+ * window) gets none. */
+static void render_nest(void *ctx, const struct nestagg *a)
+{
+	static const struct tcpkey none;
+	struct render *r = ctx;
+	const struct neststats *s = &a->st[r->which];
+	char target[160];
+	json_t *e, *n, *calls, *c;
+
+	if (!s->requests || !(e = key_edge(r->g, &a->key.in, target)))
+		return;
+	n = json_object_get(e, "nesting");
+	if (!n) {
+		n = json_object();
+		json_object_set_new(e, "nesting", n);
+	}
+	if (!memcmp(&a->key.out, &none, sizeof(none))) {
+		json_count_add(n, "requests", (json_int_t)s->requests);
+		if (s->ambiguous)
+			json_count_add(n, "ambiguous", (json_int_t)s->ambiguous);
+		if (s->latency.count)
+			graph_edge_hist_merge(&r->nest_hists, n, &s->latency);
+		return;
+	}
+	if (!key_edge(r->g, &a->key.out, target))
+		return;
+	calls = json_object_get(n, "calls");
+	if (!calls) {
+		calls = json_object();
+		json_object_set_new(n, "calls", calls);
+	}
+	c = json_object_get(calls, target);
+	if (!c) {
+		c = json_object();
+		json_object_set_new(calls, target, c);
+	}
+	json_count_add(c, "requests", (json_int_t)s->requests);
+	json_count_add(c, "calls", (json_int_t)s->calls);
+	if (s->unreplied)
+		json_count_add(c, "unreplied", (json_int_t)s->unreplied);
+	if (s->latency.count)
+		graph_edge_hist_merge(&r->nest_hists, c, &s->latency);
+}
+
 void conntrack_to_graph(const struct conntrack *ct, struct graph *g, int which, int64_t off)
 {
 	struct render r = { .g = g, .which = which, .off = off };
@@ -888,4 +1191,6 @@ void conntrack_to_graph(const struct conntrack *ct, struct graph *g, int which, 
 	}
 	conntrack_for_each_edge(ct, which, render_edge, &r);
 	graph_edge_hists_finish(&r.hists, "duration_ms");
+	conntrack_for_each_nest(ct, render_nest, &r);
+	graph_edge_hists_finish(&r.nest_hists, "latency_ms");
 }

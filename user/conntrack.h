@@ -23,6 +23,7 @@
 #define CT_MAX_SERVICES    20000
 #define CT_MAX_PROCS       16     /* process names kept per service */
 #define CT_LINGER_NS       2000000000ULL /* a closed end waits this long for its peer */
+#define CT_MAX_NEST        4096   /* nesting aggregates: inbound edges and (inbound, outbound) pairs */
 
 /* Which of an aggregate's two sets of counts: since start, or this window. */
 enum { STAT_TOTAL, STAT_WINDOW, STAT_NR };
@@ -36,6 +37,7 @@ enum ct_drop {
 	DROP_TABLES,     /* too many tables in one database: folded into ~other */
 	DROP_STATEMENTS, /* too many statement texts on one edge: counted as ~other */
 	DROP_SQL_SERIES, /* too many sql aggregates: folded into ~other */
+	DROP_NEST,       /* too many nesting aggregates: requests not counted */
 	DROP_NR,
 };
 extern const char *const ct_drop_names[DROP_NR];
@@ -93,6 +95,36 @@ struct tcpagg {
 	struct tcpstats st[STAT_NR];
 };
 
+/* Requests served on an inbound edge, or, for a pair, the calls made on an
+ * outbound edge inside them. */
+struct neststats {
+	uint64_t requests;   /* inbound: replied; pair: requests with a call on the outbound edge */
+	uint64_t ambiguous;  /* inbound: interleaved with another (NEST_OVERLAP), not attributed */
+	uint64_t calls;      /* pair: calls (changes of direction to sending) */
+	uint64_t unreplied;  /* pair: requests whose last call had no reply when they ended */
+	uint64_t last_ns;
+	struct hist latency; /* inbound: request wall time; pair: time in the hop per request */
+};
+
+/* out is all zero for an inbound edge's own entry. */
+struct nestkey {
+	struct tcpkey in, out;
+};
+
+struct nestagg {
+	struct nestagg *next; /* hash chain */
+	struct nestkey key;
+	struct neststats st[STAT_NR];
+};
+
+/* Nesting events that could not be used, by why. */
+struct nestbad {
+	uint64_t unresolved; /* inbound end unknown (opened before the capture) */
+	uint64_t invalid;    /* timestamps out of order */
+	uint64_t calls_unresolved; /* outbound ends unknown (e.g. Unix sockets) */
+	uint64_t calls_overflow;   /* calls on connections past the kernel's slots */
+};
+
 struct endpoint {
 	uint8_t addr[16];
 	uint16_t port;
@@ -108,6 +140,10 @@ struct conntrack {
 	struct u64map services;  /* name hash -> service */
 	struct u64map aggs;      /* key hash -> tcpagg chain */
 	size_t naggs;
+	struct u64map closing;   /* kernel sock -> the closed end waiting with it, latest */
+	struct u64map nest;      /* nestkey hash -> nestagg chain */
+	size_t nnest;
+	struct nestbad nestbad;
 	struct u64map servers;   /* addr:port hash -> endpoint a service accepted on */
 	struct u64map listeners; /* addr:port hash -> (void *)1: in LISTEN per /proc */
 	uint64_t client_gone;    /* server ends left out: client gone before we looked */
@@ -127,6 +163,13 @@ struct service *conntrack_service(struct conntrack *ct, const char *name, const 
 
 /* One kernel event, owned by svc (NULL for EV_CLOSE, which names no task). */
 void conntrack_event(struct conntrack *ct, const struct conn_event *e, struct service *svc);
+
+/* One EV_NEST: count the request on its inbound edge and each call on its
+ * (inbound, outbound) pair. */
+void conntrack_nest(struct conntrack *ct, const struct nest_event *e);
+/* Every nesting aggregate (an inbound edge's when key.out is zero). */
+void conntrack_for_each_nest(const struct conntrack *ct, void (*fn)(void *ctx, const struct nestagg *a),
+			     void *ctx);
 
 /* Fold closed ends that have waited long enough for their peer. */
 void conntrack_tick(struct conntrack *ct, uint64_t now_ns);

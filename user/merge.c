@@ -228,17 +228,43 @@ static void merge_counts(json_t *dst, const json_t *src, bool top)
 	}
 }
 
+/* The edge with its nesting's callees under their ids in the output: a
+ * resolved external endpoint is a service there.  A new reference. */
+static json_t *map_nesting(struct merge *m, struct graph *in, const json_t *e)
+{
+	json_t *calls = json_object_get(json_object_get(e, "nesting"), "calls"), *copy, *mapped, *v;
+	const char *key;
+
+	if (!json_is_object(calls))
+		return json_incref((json_t *)e);
+	copy = json_deep_copy(e);
+	mapped = json_object();
+	json_object_foreach(calls, key, v) {
+		const char *to = map_id(m, in, key);
+		json_t *have = json_object_get(mapped, to);
+
+		if (have)
+			merge_counts(have, v, false);
+		else
+			json_object_set_new(mapped, to, json_deep_copy(v));
+	}
+	json_object_set_new(json_object_get(copy, "nesting"), "calls", mapped);
+	return copy;
+}
+
 static void merge_edge(struct merge *m, struct graph *in, const json_t *e)
 {
 	const char *src = map_id(m, in, json_str(e, "source"));
 	const char *tgt = map_id(m, in, json_str(e, "target"));
-	json_t *out = graph_edge(m->out, src, tgt, json_str(e, "kind"));
+	json_t *out = graph_edge(m->out, src, tgt, json_str(e, "kind")), *mapped;
 
 	if (!out)
 		return;
 	if (!json_object_get(out, "port") && json_object_get(e, "port"))
 		json_object_set_new(out, "port", json_deep_copy(json_object_get(e, "port")));
-	merge_counts(out, e, true);
+	mapped = map_nesting(m, in, e);
+	merge_counts(out, mapped, true);
+	json_decref(mapped);
 	graph_seen_str(out, json_str(e, "first_seen"), json_str(e, "last_seen"));
 }
 

@@ -44,6 +44,7 @@ struct svc_edge {
 };
 
 struct svc_graph {
+	struct graph *g;
 	size_t n;
 	json_t **node;          /* service nodes by index */
 	json_t *index;          /* service id -> index */
@@ -93,6 +94,7 @@ static int svc_graph_build(struct svc_graph *s, struct graph *g)
 	size_t nn = graph_node_count(g), ne = graph_edge_count(g);
 
 	memset(s, 0, sizeof(*s));
+	s->g = g;
 	s->node = calloc(nn + 1, sizeof(*s->node));
 	s->edges = calloc(ne + 1, sizeof(*s->edges));
 	s->index = json_object();
@@ -406,7 +408,7 @@ static void chain_keep(struct chain_search *cs)
 {
 	size_t slot = cs->nbest, *v;
 
-	if (cs->depth - 1 < REPORT_CHAIN_MIN_HOPS)
+	if (cs->depth - 1 < REPORT_CAUSAL_MIN_HOPS)
 		return;
 	if (cs->nbest == REPORT_CHAINS_KEPT) {
 		slot = cs->shortest;
@@ -430,8 +432,32 @@ static void chain_keep(struct chain_search *cs)
 	}
 }
 
+static json_t *svc_edge_between(const struct svc_graph *s, size_t from, size_t to);
+
+/* The requests of an edge that nesting was measured on: those that were
+ * not interleaved with another on their thread. */
+static json_int_t nest_requests(const json_t *e)
+{
+	json_t *n = json_object_get(e, "nesting");
+
+	return count_of(n, "requests") - count_of(n, "ambiguous");
+}
+
+/* What a -> u's requests called on u -> v, or NULL: the evidence that the
+ * hop u -> v happens inside a -> u. */
+static json_t *nested_call(const struct svc_graph *s, size_t a, size_t u, size_t v)
+{
+	json_t *e = svc_edge_between(s, a, u);
+	json_t *c = json_object_get(json_object_get(json_object_get(e, "nesting"), "calls"),
+				    json_str(s->node[v], "id"));
+
+	return count_of(c, "requests") > 0 && nest_requests(e) > 0 ? c : NULL;
+}
+
 /* Simple paths only: a cycle would make every chain infinite, and the
- * cycle check reports it on its own. */
+ * cycle check reports it on its own.  Causal only: the first hop served
+ * requests seen by the kernel, and every later hop was called inside the
+ * one before. */
 static void chain_dfs(struct chain_search *cs, size_t u)
 {
 	const struct svc_graph *s = cs->s;
@@ -443,6 +469,10 @@ static void chain_dfs(struct chain_search *cs, size_t u)
 		size_t v = s->edges[i].to;
 
 		if (cs->on_path[v])
+			continue;
+		if (cs->depth == 1 && nest_requests(s->edges[i].edge) <= 0)
+			continue;
+		if (cs->depth >= 2 && !nested_call(s, cs->stack[cs->depth - 2], u, v))
 			continue;
 		if (--cs->budget < 0) {
 			cs->truncated = true;
@@ -497,26 +527,75 @@ static json_t *svc_edge_between(const struct svc_graph *s, size_t from, size_t t
 	return i < 0 ? NULL : s->edges[i].edge;
 }
 
+/* The share of the entry edge's requests that take the whole chain: the
+ * product of each hop's nesting fraction, which assumes a service's calls
+ * do not depend on which of its callers asked. */
+static double path_fraction(const struct svc_graph *s, const struct path *p)
+{
+	double f = 1;
+
+	for (size_t i = 1; i + 1 < p->len; i++) {
+		json_t *in = svc_edge_between(s, p->v[i - 1], p->v[i]);
+
+		f *= (double)count_of(nested_call(s, p->v[i - 1], p->v[i], p->v[i + 1]), "requests") /
+		     (double)nest_requests(in);
+	}
+	return f > 1 ? 1 : f;
+}
+
+/* Entry requests that take the whole chain. */
 static json_int_t path_traffic(const struct svc_graph *s, const struct path *p)
 {
-	json_int_t n = 0;
+	json_int_t n = nest_requests(svc_edge_between(s, p->v[0], p->v[1]));
 
-	for (size_t i = 0; i + 1 < p->len; i++)
-		n += edge_traffic(svc_edge_between(s, p->v[i], p->v[i + 1]));
-	return n;
+	return (json_int_t)llround((double)n * path_fraction(s, p));
+}
+
+/* The share of from's statements on server's tables that failed (SQLSTATE
+ * errors), 0 when from sent it none. */
+static double sql_failure(const struct svc_graph *s, size_t from, size_t server)
+{
+	const char *src = json_str(s->node[from], "id"), *srv = json_str(s->node[server], "id");
+	size_t n = strlen(srv);
+	json_int_t ops = 0, errs = 0;
+	const char *key;
+	json_t *v;
+
+	for (size_t i = 0; i < graph_edge_count(s->g); i++) {
+		json_t *e = graph_edge_at(s->g, i);
+		const char *t = json_str(e, "target");
+
+		if (strcmp(json_str(e, "kind"), "sql") || strcmp(json_str(e, "source"), src) ||
+		    strncmp(t, "table:", 6) || strncmp(t + 6, srv, n) || t[6 + n] != '/')
+			continue;
+		json_object_foreach(json_object_get(e, "operations"), key, v)
+			ops += json_integer_value(v);
+		json_object_foreach(json_object_get(e, "errors"), key, v)
+			errs += json_integer_value(v);
+	}
+	return ops ? (double)errs / (double)ops : 0;
+}
+
+static double pct_of(const json_t *lat, const char *p)
+{
+	return json_number_value(json_object_get(lat, p));
 }
 
 /* One chain with all its evidence: a finding's body, or one entry of its
- * other_chains. */
+ * other_chains.  Hop 0's latency is the entry request's wall time, which
+ * holds the rest; a later hop's is the time its caller's request spent
+ * waiting on it.  Observed availability: what each hop's connects and
+ * calls did not fail, multiplied. */
 static json_t *chain_json(const struct svc_graph *s, const struct path *p)
 {
-	size_t hops = p->len - 1, measured = 0;
-	double latency = 0, avail = pow(REPORT_HOP_AVAILABILITY, hops);
-	json_t *c = json_pack("{s:s, s:[], s:[], s:[]}", "title", "", "services", "nodes", "details");
-	json_t *unmeasured = json_array();
-	char *route = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&route, &len);
+	size_t hops = p->len - 1;
+	double avail = pow(REPORT_HOP_AVAILABILITY, hops), observed = 1, fraction = path_fraction(s, p);
+	json_t *c = json_pack("{s:s, s:[], s:[], s:[], s:[]}", "title", "", "services", "nodes", "details",
+			      "hop_detail");
+	json_t *hd = json_object_get(c, "hop_detail"), *lat0 = NULL;
+	char *route = NULL, *lats = NULL;
+	size_t len = 0, llen = 0;
+	FILE *m = open_memstream(&route, &len), *l = open_memstream(&lats, &llen);
 
 	for (size_t i = 0; i < p->len; i++) {
 		finding_node(c, s->node[p->v[i]]);
@@ -526,35 +605,61 @@ static json_t *chain_json(const struct svc_graph *s, const struct path *p)
 	if (m)
 		fclose(m);
 	for (size_t i = 0; i < hops; i++) {
-		json_t *e = svc_edge_between(s, p->v[i], p->v[i + 1]);
-		json_t *p50 = json_object_get(json_object_get(e, "duration_ms"), "p50");
+		json_t *e = svc_edge_between(s, p->v[i], p->v[i + 1]), *call = NULL, *lat, *h;
+		json_int_t conns = count_of(e, "connections"), failed = count_of(e, "failed_connections");
+		json_int_t req, nested;
+		double fail;
 
-		if (json_is_number(p50)) {
-			latency += json_number_value(p50);
-			measured++;
+		if (i == 0) {
+			req = nested = nest_requests(e);
+			lat = lat0 = json_object_get(json_object_get(e, "nesting"), "latency_ms");
 		} else {
-			append_fmt(unmeasured, "%s -> %s", svc_name(s, p->v[i]), svc_name(s, p->v[i + 1]));
+			call = nested_call(s, p->v[i - 1], p->v[i], p->v[i + 1]);
+			req = nest_requests(svc_edge_between(s, p->v[i - 1], p->v[i]));
+			nested = count_of(call, "requests");
+			lat = json_object_get(call, "latency_ms");
 		}
+		/* Failed connects of all the edge's traffic, then failed
+		 * statements when the callee is a PostgreSQL server.  A call
+		 * left unreplied is no failure: a Terminate is never answered. */
+		fail = conns + failed ? (double)failed / (double)(conns + failed) : 0;
+		fail += (1 - fail) * sql_failure(s, p->v[i], p->v[i + 1]);
+		observed *= 1 - fail;
+		h = json_pack("{s:s, s:s, s:I, s:I, s:f}", "from", svc_name(s, p->v[i]), "to",
+			      svc_name(s, p->v[i + 1]), "requests", req, "nested", nested,
+			      "failure_rate", round(fail * 1e6) / 1e6);
+		if (lat) {
+			json_object_set_new(h, "p50_ms", json_real(pct_of(lat, "p50")));
+			json_object_set_new(h, "p95_ms", json_real(pct_of(lat, "p95")));
+			if (l)
+				fprintf(l, "%s%s -> %s %.1f/%.1f", i ? ", " : "", svc_name(s, p->v[i]),
+					svc_name(s, p->v[i + 1]), pct_of(lat, "p50"), pct_of(lat, "p95"));
+		}
+		json_array_append_new(hd, h);
 	}
+	if (l)
+		fclose(l);
 	finding_title(c, "%zu synchronous hops: %s", hops, route ? route : "");
 	json_object_set_new(c, "hops", json_integer(hops));
+	json_object_set_new(c, "fraction", json_real(round(fraction * 10000) / 10000));
 	json_object_set_new(c, "availability", json_real(round(avail * 10000) / 10000));
-	json_object_set_new(c, "latency_ms", json_real(round(latency * 1000) / 1000));
-	json_object_set_new(c, "measured_hops", json_integer(measured));
-	json_object_set_new(c, "unmeasured", unmeasured);
-	json_object_set_new(c, "traffic", json_integer(p->traffic));
+	json_object_set_new(c, "observed_availability", json_real(round(observed * 10000) / 10000));
+	if (lat0) {
+		json_object_set_new(c, "latency_ms", json_real(pct_of(lat0, "p50")));
+		json_object_set_new(c, "latency_p95_ms", json_real(pct_of(lat0, "p95")));
+	}
+	json_object_set_new(c, "requests", json_integer(p->traffic));
 
 	append_fmt(json_object_get(c, "details"),
-		   "availability %.1f%% if each hop is %.0f%% up (%.2f^%zu)", avail * 100,
-		   REPORT_HOP_AVAILABILITY * 100, REPORT_HOP_AVAILABILITY, hops);
-	if (measured)
-		append_fmt(json_object_get(c, "details"),
-			   "latency adds up to %.1f ms (p50 connection time) on %zu of %zu hops",
-			   latency, measured, hops);
-	for (size_t i = 0; i < json_array_size(unmeasured); i++)
-		append_fmt(json_object_get(c, "details"), "no latency measured on %s",
-			   json_string_value(json_array_get(unmeasured, i)));
+		   "%.1f%% of %s -> %s requests take the whole chain (%lld; product of each hop's nested share)",
+		   fraction * 100, svc_name(s, p->v[0]), svc_name(s, p->v[1]), (long long)p->traffic);
+	if (lats && *lats)
+		append_fmt(json_object_get(c, "details"), "p50/p95 ms per hop: %s", lats);
+	append_fmt(json_object_get(c, "details"),
+		   "availability %.2f%% observed (failed connects, SQL errors); %.1f%% if each hop is %.0f%% up (%.2f^%zu)",
+		   observed * 100, avail * 100, REPORT_HOP_AVAILABILITY * 100, REPORT_HOP_AVAILABILITY, hops);
 	free(route);
+	free(lats);
 	return c;
 }
 
@@ -643,7 +748,8 @@ static void check_sync_chains(json_t *findings, const struct svc_graph *s, json_
 			gr->edge_used = calloc(s->nedges + 1, sizeof(*gr->edge_used));
 			if (!gr->edge_used)
 				continue;
-			gr->finding = finding_new(findings, REPORT_SYNC_CHAIN, "warning");
+			gr->finding = finding_new(findings, REPORT_SYNC_CHAIN,
+						  p->len - 1 >= REPORT_CHAIN_MIN_HOPS ? "warning" : "info");
 			body = chain_json(s, p);
 			json_object_update(gr->finding, body);
 			json_decref(body);

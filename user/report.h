@@ -21,6 +21,7 @@ enum report_kind {
 
 /* Thresholds; docs/schema.md ("Report") explains each. */
 #define REPORT_CHAIN_MIN_HOPS		3	/* a synchronous chain worth a warning */
+#define REPORT_CAUSAL_MIN_HOPS		2	/* a causal chain reported at all (info below a warning) */
 #define REPORT_HOP_AVAILABILITY		0.99	/* assumed per hop when compounding */
 #define REPORT_MAX_CHAINS		10	/* entry services with a sync_chain finding */
 #define REPORT_CHAINS_KEPT		1000	/* longest chains the search remembers */

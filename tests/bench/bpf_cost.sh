@@ -15,6 +15,10 @@
 # trace and returns, which is the least any capture on these hooks costs.
 # Add the hooks' own floor (syscall_cost.sh, per call) times the calls per
 # second shown here for the whole budget.
+# LOAD=tcp runs tests/bench/tcpbench instead of pgbench: two threads of
+# short connections (connect, 64-byte request and reply, close) to a server
+# in cgroup bench-server, so every request is one a server accepted during
+# the capture: the cost of request nesting's one record per request.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_root; require_cmd jq bpftool
@@ -36,9 +40,23 @@ old_stats=$(sysctl -n kernel.bpf_stats_enabled)
 restore_stats() { sysctl -qw kernel.bpf_stats_enabled="$old_stats"; }
 trap 'restore_stats; cleanup' EXIT
 
-pgbench_init 4
-cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 -T 86400 -h 127.0.0.1 \
-	-p "$PGPORT" postgres > "$TEST_TMP/pgbench.out" 2>&1
+if [ "${LOAD:-pgbench}" = tcp ]; then
+	require_cmd gcc
+	tcpbench=$SEAMS_ROOT/build/bench/tcpbench
+	mkdir -p "$(dirname "$tcpbench")"
+	if [ ! -x "$tcpbench" ] || [ "$SEAMS_ROOT/tests/bench/tcpbench.c" -nt "$tcpbench" ]; then
+		gcc -O2 -Wall -Wextra -Wno-unused-parameter -pthread \
+			-o "$tcpbench" "$SEAMS_ROOT/tests/bench/tcpbench.c"
+	fi
+	port=$(free_port)
+	cg_exec bench-server "$tcpbench" server "$port" > "$TEST_TMP/server.log" 2>&1
+	wait_port "$port"
+	cg_exec bench "$tcpbench" client "$port" 86400 2 0 > "$TEST_TMP/client.log" 2>&1
+else
+	pgbench_init 4
+	cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 -T 86400 -h 127.0.0.1 \
+		-p "$PGPORT" postgres > "$TEST_TMP/pgbench.out" 2>&1
+fi
 sleep 3
 sysctl -qw kernel.bpf_stats_enabled=1
 
@@ -80,7 +98,7 @@ for r in $(seq "$ROUNDS"); do
 		seams_capture_stop || fail "capture failed"
 	done
 done
-kill -INT $(cg_procs "$(cg_path bench)") 2>/dev/null || true
+kill -INT $(cg_procs "$(cg_path bench)") $(cg_procs "$(cg_path bench-server)") 2>/dev/null || true
 
 # median FORMAT: the median of the numbers on stdin, printed with FORMAT.
 median() { sort -n | awk -v f="$1" '{ v[NR] = $1 } END { if (NR) printf f, v[int((NR + 1) / 2)]; else printf "-" }'; }

@@ -344,6 +344,122 @@ static void test_tuple_reuse(void **state)
 	conntrack_free(&ct);
 }
 
+static struct nest_event nest(uint64_t sock, uint64_t start, uint64_t end, uint32_t flags)
+{
+	return (struct nest_event){ .type = EV_NEST, .sock = sock, .start_ns = start, .ts_ns = end,
+				    .flags = flags };
+}
+
+static void nest_call(struct nest_event *e, uint64_t sock, uint64_t start, uint64_t busy, uint32_t calls,
+		      uint32_t pending)
+{
+	e->calls[e->ncalls++] = (struct nest_call){ .sock = sock, .start_ns = start, .busy_ns = busy,
+						    .calls = calls, .pending = pending };
+}
+
+/* Recorded nesting sequences: a -> b, and b calling c inside some of a's
+ * requests.  What cannot be trusted is counted, never attributed. */
+static void test_nesting(void **state)
+{
+	const uint64_t ms = 1000000;
+	struct conntrack ct;
+	struct graph *g = graph_new();
+	struct service *a, *b, *c, *d;
+	struct nest_event n;
+	struct conn_event e;
+	json_t *x, *call;
+
+	conntrack_init(&ct);
+	a = conntrack_service(&ct, "a", "/t/a", "curl");
+	b = conntrack_service(&ct, "b", "/t/b", "python3");
+	c = conntrack_service(&ct, "c", "/t/c", "python3");
+	d = conntrack_service(&ct, "d", "/t/d", "python3");
+	e = ev(EV_CONNECT, 1, 1 * ms, "127.0.0.1", 40000, "127.0.0.1", 8080);
+	conntrack_event(&ct, &e, a);
+	e = ev(EV_ACCEPT, 2, 1 * ms, "127.0.0.1", 8080, "127.0.0.1", 40000);
+	conntrack_event(&ct, &e, b);
+	/* b's call to c, on a connection closed before b replies to a... */
+	e = ev(EV_CONNECT, 3, 11 * ms, "127.0.0.1", 40001, "127.0.0.1", 9090);
+	conntrack_event(&ct, &e, b);
+	e = ev(EV_ACCEPT, 4, 11 * ms, "127.0.0.1", 9090, "127.0.0.1", 40001);
+	conntrack_event(&ct, &e, c);
+	e = ev(EV_CLOSE, 3, 18 * ms, "127.0.0.1", 40001, "127.0.0.1", 9090);
+	conntrack_event(&ct, &e, NULL);
+	/* ...whose socket address a connection to d takes at once. */
+	e = ev(EV_CONNECT, 3, 19 * ms, "127.0.0.1", 40002, "127.0.0.1", 7070);
+	conntrack_event(&ct, &e, b);
+	e = ev(EV_ACCEPT, 5, 19 * ms, "127.0.0.1", 7070, "127.0.0.1", 40002);
+	conntrack_event(&ct, &e, d);
+
+	n = nest(2, 10 * ms, 20 * ms, 0);
+	nest_call(&n, 3, 12 * ms, 5 * ms, 1, 0);
+	conntrack_nest(&ct, &n);
+	/* A request that called nobody. */
+	n = nest(2, 21 * ms, 25 * ms, 0);
+	conntrack_nest(&ct, &n);
+	/* A call that never got its reply, on sock 3 now the connection to d:
+	 * a request, no latency. */
+	n = nest(2, 26 * ms, 40 * ms, 0);
+	nest_call(&n, 3, 30 * ms, 0, 1, 1);
+	conntrack_nest(&ct, &n);
+	/* Out of order: ends before it starts; a call before the request;
+	 * more time in a call than in the request. */
+	n = nest(2, 50 * ms, 45 * ms, 0);
+	conntrack_nest(&ct, &n);
+	n = nest(2, 50 * ms, 60 * ms, 0);
+	nest_call(&n, 3, 49 * ms, 1 * ms, 1, 0);
+	conntrack_nest(&ct, &n);
+	n = nest(2, 50 * ms, 60 * ms, 0);
+	nest_call(&n, 3, 51 * ms, 11 * ms, 1, 0);
+	conntrack_nest(&ct, &n);
+	/* Interleaved with another request on its thread (an event loop, or
+	 * the request before was abandoned when its client closed): counted,
+	 * its call not attributed. */
+	n = nest(2, 61 * ms, 70 * ms, NEST_OVERLAP);
+	nest_call(&n, 3, 62 * ms, 2 * ms, 1, 0);
+	conntrack_nest(&ct, &n);
+	/* Unknown ends: an inbound one, and a call over a Unix socket. */
+	n = nest(99, 71 * ms, 80 * ms, 0);
+	conntrack_nest(&ct, &n);
+	n = nest(2, 81 * ms, 90 * ms, 0);
+	nest_call(&n, 98, 82 * ms, 2 * ms, 1, 0);
+	n.overflow = 3;
+	conntrack_nest(&ct, &n);
+
+	assert_int_equal(ct.nestbad.invalid, 3);
+	assert_int_equal(ct.nestbad.unresolved, 1);
+	assert_int_equal(ct.nestbad.calls_unresolved, 1);
+	assert_int_equal(ct.nestbad.calls_overflow, 3);
+	conntrack_to_graph(&ct, g, STAT_TOTAL, 0);
+	x = json_object_get(edge(g, "svc:a", "svc:b"), "nesting");
+	assert_non_null(x);
+	assert_int_equal(json_integer_value(json_object_get(x, "requests")), 5);
+	assert_int_equal(json_integer_value(json_object_get(x, "ambiguous")), 1);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(x, "latency_ms"), "count")), 4);
+	/* The reused socket address did not move the first call to d. */
+	call = json_object_get(json_object_get(x, "calls"), "svc:c");
+	assert_int_equal(json_integer_value(json_object_get(call, "requests")), 1);
+	assert_int_equal(json_integer_value(json_object_get(call, "calls")), 1);
+	assert_null(json_object_get(call, "unreplied"));
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(call, "latency_ms"), "count")), 1);
+	assert_true(json_real_value(json_object_get(json_object_get(call, "latency_ms"), "p50")) > 4.5);
+	call = json_object_get(json_object_get(x, "calls"), "svc:d");
+	assert_int_equal(json_integer_value(json_object_get(call, "requests")), 1);
+	assert_int_equal(json_integer_value(json_object_get(call, "unreplied")), 1);
+	assert_null(json_object_get(call, "latency_ms"));
+	/* Nothing nests in b -> c. */
+	assert_null(json_object_get(edge(g, "svc:b", "svc:c"), "nesting"));
+	graph_free(g);
+
+	/* Nesting goes with the rest when idle, and keeps its services till then. */
+	conntrack_evict(&ct, 0);
+	conntrack_sweep_services(&ct, UINT64_MAX);
+	assert_int_equal(ct.nnest, 3);
+	conntrack_evict(&ct, UINT64_MAX);
+	assert_int_equal(ct.nnest, 0);
+	conntrack_free(&ct);
+}
+
 static void test_addr_format(void **state)
 {
 	uint8_t a[16];
@@ -369,6 +485,7 @@ int main(void)
 		cmocka_unit_test(test_server_cap),
 		cmocka_unit_test(test_both_ends_unknown),
 		cmocka_unit_test(test_tuple_reuse),
+		cmocka_unit_test(test_nesting),
 		cmocka_unit_test(test_addr_format),
 	};
 

@@ -93,6 +93,42 @@ static void test_merge_hosts(void **state)
 }
 
 /* Across hosts the table is now one node written by two services. */
+/* Nesting adds up like the other counts, and its callees follow the
+ * external endpoints that resolve to services. */
+static void test_merge_nesting(void **state)
+{
+	struct graph *in[2] = { load(DATA "host_a.json"), load(DATA "host_b.json") }, *m;
+	json_t *e, *calls;
+	char err[256];
+
+	graph_external(in[0], "10.0.0.50", 0);
+	e = graph_edge(in[0], "ext:10.0.0.50", "svc:app", "tcp");
+	json_object_set_new(e, "connections", json_integer(4));
+	json_object_set_new(e, "nesting", json_pack("{s:i, s:{s:{s:i, s:i}, s:{s:i, s:i}}}", "requests", 4,
+						    "calls", "ext:10.0.0.2:5432", "requests", 3, "calls", 5,
+						    "ext:203.0.113.7:443", "requests", 1, "calls", 1));
+	graph_external(in[1], "10.0.0.50", 0);
+	graph_service(in[1], "app", "/system.slice/app.service");
+	e = graph_edge(in[1], "ext:10.0.0.50", "svc:app", "tcp");
+	json_object_set_new(e, "connections", json_integer(2));
+	json_object_set_new(e, "nesting", json_pack("{s:i, s:{s:{s:i, s:i}}}", "requests", 2, "calls",
+						    "svc:postgresql", "requests", 2, "calls", 2));
+	m = merge_graphs(in, 2, NULL, err, sizeof(err));
+	if (!m)
+		fail_msg("%s", err);
+	e = graph_find_edge(m, "ext:10.0.0.50", "svc:app", "tcp");
+	assert_non_null(e);
+	assert_int_equal(int_at(json_object_get(e, "nesting"), "requests", NULL), 6);
+	calls = json_object_get(json_object_get(e, "nesting"), "calls");
+	assert_int_equal(json_object_size(calls), 2);
+	assert_int_equal(int_at(calls, "svc:postgresql", "requests"), 5);
+	assert_int_equal(int_at(calls, "svc:postgresql", "calls"), 7);
+	assert_int_equal(int_at(calls, "ext:203.0.113.7:443", "requests"), 1);
+	graph_free(m);
+	graph_free(in[0]);
+	graph_free(in[1]);
+}
+
 static void test_merge_finds_shared_table(void **state)
 {
 	struct graph *m = merge_two(DATA "host_a.json", DATA "host_b.json", NULL);
@@ -173,6 +209,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_merge_hosts),
+		cmocka_unit_test(test_merge_nesting),
 		cmocka_unit_test(test_merge_finds_shared_table),
 		cmocka_unit_test(test_merge_again),
 		cmocka_unit_test(test_no_guessing),

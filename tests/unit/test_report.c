@@ -80,32 +80,54 @@ static void test_chain(void **state)
 	assert_string_equal(json_string_value(json_array_get(services, 0)), "a");
 	assert_string_equal(json_string_value(json_array_get(services, 3)), "d");
 	assert_true(fabs(json_real_value(json_object_get(f, "availability")) - 0.9703) < 1e-9);
+	/* The entry request's wall time holds the rest. */
 	assert_true(json_real_value(json_object_get(f, "latency_ms")) == 20.0);
-	assert_int_equal(json_integer_value(json_object_get(f, "measured_hops")), 2);
-	assert_true(has_string(json_object_get(f, "unmeasured"), "c -> d"));
+	/* Half of a -> b's requests call c, and all of b -> c's call d. */
+	assert_true(fabs(json_real_value(json_object_get(f, "fraction")) - 0.5) < 1e-9);
+	assert_int_equal(json_integer_value(json_object_get(f, "requests")), 5);
+	/* One of c's eleven connects to d failed. */
+	assert_true(fabs(json_real_value(json_object_get(f, "observed_availability")) - 0.9091) < 1e-9);
+	assert_int_equal(json_array_size(json_object_get(f, "hop_detail")), 3);
+	assert_true(json_real_value(json_object_get(json_array_get(json_object_get(f, "hop_detail"), 1),
+						    "p95_ms")) == 20.0);
 	json_decref(r);
+}
+
+/* The edge from -> to served n requests; if next, k of them called next. */
+static json_t *nest_edge(struct graph *g, const char *from, const char *to, int n, const char *next, int k)
+{
+	char s[16], t[16], c[16];
+	json_t *e;
+
+	graph_service(g, from, NULL);
+	graph_service(g, to, NULL);
+	snprintf(s, sizeof(s), "svc:%s", from);
+	snprintf(t, sizeof(t), "svc:%s", to);
+	e = graph_edge(g, s, t, "tcp");
+	json_count_add(e, "connections", n);
+	if (n && !json_object_get(e, "nesting"))
+		json_object_set_new(e, "nesting", json_pack("{s:i, s:{}}", "requests", n, "calls"));
+	if (next) {
+		snprintf(c, sizeof(c), "svc:%s", next);
+		json_object_set_new(json_object_get(json_object_get(e, "nesting"), "calls"), c,
+				    json_pack("{s:i, s:i}", "requests", k, "calls", k));
+	}
+	return e;
 }
 
 /* a -> b -> c -> d -> e and x -> c -> d -> e: both long enough, and the
  * second is not a sub-path of the first. */
 static void test_chain_branches(void **state)
 {
-	static const char *const edges[][2] = {
-		{ "a", "b" }, { "b", "c" }, { "c", "d" }, { "d", "e" }, { "x", "c" },
-	};
 	struct graph *g = graph_new();
 	json_t *r, *f;
 	size_t i;
 
-	for (i = 0; i < 5; i++) {
-		char s[16], t[16];
-
-		graph_service(g, edges[i][0], NULL);
-		graph_service(g, edges[i][1], NULL);
-		snprintf(s, sizeof(s), "svc:%s", edges[i][0]);
-		snprintf(t, sizeof(t), "svc:%s", edges[i][1]);
-		json_count_add(graph_edge(g, s, t, "tcp"), "connections", 1);
-	}
+	nest_edge(g, "a", "b", 10, "c", 10);
+	nest_edge(g, "b", "c", 10, "d", 10);
+	nest_edge(g, "c", "d", 20, "e", 20);
+	nest_edge(g, "d", "e", 20, NULL, 0);
+	nest_edge(g, "x", "c", 10, "d", 10);
 	r = report_build(g);
 	/* Two entry services, a and x: one finding each. */
 	assert_int_equal(count_kind(r, "sync_chain"), 2);
@@ -113,6 +135,48 @@ static void test_chain_branches(void **state)
 	json_array_foreach(json_object_get(r, "findings"), i, f)
 		if (!strcmp(json_str(f, "kind"), "sync_chain"))
 			assert_int_equal(json_integer_value(json_object_get(f, "other_chain_count")), 0);
+	json_decref(r);
+	graph_free(g);
+}
+
+/* The same topology, but c calls d only for b: x -> c -> d -> e is no
+ * chain, and neither is the path through u, which calls nobody nested
+ * (a timer job, or calls made outside any request). */
+static void test_chain_not_causal(void **state)
+{
+	struct graph *g = graph_new();
+	json_t *r, *f, *ex;
+
+	nest_edge(g, "a", "b", 100, "c", 30);
+	nest_edge(g, "b", "c", 40, "d", 10);
+	nest_edge(g, "c", "d", 10, "e", 10);
+	nest_edge(g, "d", "e", 10, NULL, 0);
+	nest_edge(g, "x", "c", 50, NULL, 0);
+	nest_edge(g, "u", "b", 0, NULL, 0);
+	/* Interleaved requests are no evidence either way. */
+	ex = nest_edge(g, "y", "c", 10, "d", 10);
+	json_object_set_new(json_object_get(ex, "nesting"), "ambiguous", json_integer(10));
+	r = report_build(g);
+	assert_int_equal(count_kind(r, "sync_chain"), 1);
+	f = first_of(r, "sync_chain");
+	assert_int_equal(json_integer_value(json_object_get(f, "hops")), 4);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(f, "services"), 0)), "a");
+	/* 30/100 * 10/40 * 10/10 */
+	assert_true(fabs(json_real_value(json_object_get(f, "fraction")) - 0.075) < 1e-9);
+	assert_int_equal(json_integer_value(json_object_get(f, "requests")), 8);
+	json_decref(r);
+	graph_free(g);
+
+	/* No nesting at all: a topology is no finding. */
+	g = graph_load(DATA "demo.json", (char[256]){ 0 }, 256);
+	assert_non_null(g);
+	r = report_build(g);
+	assert_true(count_kind(r, "sync_chain") > 0);
+	json_decref(r);
+	for (size_t i = 0; i < graph_edge_count(g); i++)
+		json_object_del(graph_edge_at(g, i), "nesting");
+	r = report_build(g);
+	assert_int_equal(count_kind(r, "sync_chain"), 0);
 	json_decref(r);
 	graph_free(g);
 }
@@ -240,26 +304,30 @@ static void test_chain_groups(void **state)
 	assert_non_null(strstr(json_str(web, "title"), "and 3 other chains from web"));
 	others = json_object_get(web, "other_chains");
 	assert_int_equal(json_array_size(others), 3);
-	/* Deepest first, then the busiest: via orders (290) before search (190). */
+	/* Deepest first, then the busiest: via orders (100 * 80/100 * 60/80 *
+	 * 50/60 = 50 requests) before search (100 * 40/100 * 10/40 = 10). */
 	c = json_array_get(others, 0);
 	assert_int_equal(json_integer_value(json_object_get(c, "hops")), 4);
 	for (i = 0; i < 5; i++)
 		assert_string_equal(json_string_value(json_array_get(json_object_get(c, "services"), i)), second[i]);
-	assert_int_equal(json_integer_value(json_object_get(c, "traffic")), 290);
+	assert_int_equal(json_integer_value(json_object_get(c, "requests")), 50);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(others, 1), "requests")), 10);
 	/* Every detail of a chain is kept for the other chains too. */
 	assert_true(fabs(json_real_value(json_object_get(c, "availability")) - 0.9606) < 1e-9);
 	assert_true(json_real_value(json_object_get(c, "latency_ms")) == 8.0);
-	assert_int_equal(json_array_size(json_object_get(c, "details")), 2);
+	assert_int_equal(json_array_size(json_object_get(c, "details")), 3);
+	assert_int_equal(json_array_size(json_object_get(c, "hop_detail")), 4);
 	assert_int_equal(json_integer_value(json_object_get(json_array_get(others, 1), "hops")), 4);
 	assert_int_equal(json_integer_value(json_object_get(json_array_get(others, 2), "hops")), 3);
 	/* The group's traffic counts each edge once: all 440 but cron -> billing. */
 	assert_int_equal(json_integer_value(json_object_get(web, "traffic")), 440 - 5);
 
 	assert_int_equal(json_integer_value(json_object_get(cron, "hops")), 4);
-	assert_int_equal(json_integer_value(json_object_get(cron, "other_chain_count")), 0);
-	assert_int_equal(json_array_size(json_object_get(cron, "other_chains")), 0);
-	assert_int_equal(json_integer_value(json_object_get(cron, "traffic")), 5 + 20 + 60 + 50);
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "summary"), "chains")), 5);
+	/* cron -> billing -> ledger: two hops are a (causal) chain too. */
+	assert_int_equal(json_integer_value(json_object_get(cron, "other_chain_count")), 1);
+	assert_int_equal(json_array_size(json_object_get(cron, "other_chains")), 1);
+	assert_int_equal(json_integer_value(json_object_get(cron, "traffic")), 5 + 20 + 60 + 50 + 5);
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(r, "summary"), "chains")), 6);
 	json_decref(r);
 }
 
@@ -474,6 +542,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_chain),
 		cmocka_unit_test(test_chain_branches),
+		cmocka_unit_test(test_chain_not_causal),
 		cmocka_unit_test(test_cycle),
 		cmocka_unit_test(test_shared_critical),
 		cmocka_unit_test(test_shared_warning),
