@@ -24,6 +24,7 @@ enum seams_event_type {
 	EV_PG_OPEN,     /* a client connection found to speak PostgreSQL */
 	EV_PG_DATA,     /* bytes of a PostgreSQL connection, framed */
 	EV_WAKE,        /* a CPU's PostgreSQL ring is half full: read it now */
+	EV_EXEC,        /* a traced process exec'd: probe its TLS library now */
 };
 
 enum seams_counter {
@@ -34,6 +35,7 @@ enum seams_counter {
 	CNT_PG_EVENTS_LOST, /* PostgreSQL data events dropped (their CPU's ring full) */
 	CNT_PG_FULL,        /* per-socket state could not be allocated: socket not traced */
 	CNT_PG_COPIED,      /* PostgreSQL bytes copied to the collector */
+	CNT_TLS_FULL,       /* TLS table full: a TLS connection's plaintext not traced */
 	CNT_MAX,
 };
 
@@ -106,6 +108,14 @@ struct pg_ring {
 
 enum pg_direction { PG_DIR_FRONTEND = 0, PG_DIR_BACKEND = 1 };
 
+/* The plaintext of a TLS connection, taken from the TLS library, is a
+ * stream of its own: its key is the socket's with this bit set (a struct
+ * sock is never at an odd address). */
+#define PG_TLS_STREAM 1ULL
+
+/* Processes whose TLS library is probed, and the probes per library. */
+#define SEAMS_MAX_TLS_PROCS 256
+
 /* EV_PG_OPEN: sock is the connection's key (the same as its conn_event's for
  * TCP); a Unix-domain connection names the server's socket path instead. */
 struct pg_open_event {
@@ -146,6 +156,14 @@ struct pg_data_event {
 	__u32 len;       /* bytes of data, the sum of the segments' len */
 	__u32 nsegs;     /* 1..PG_SEGS_MAX */
 	__u32 dir;       /* enum pg_direction */
+};
+
+/* EV_EXEC: a traced process exec'd; the tgid is in the event. */
+struct exec_event {
+	__u64 ts_ns;
+	__u64 sock;      /* 0 */
+	__u32 type;
+	__u32 tgid;
 };
 
 #endif
