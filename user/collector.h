@@ -14,6 +14,7 @@
 #include "graph.h"
 #include "loader.h"
 #include "pgtrack.h"
+#include "tlsprobe.h"
 
 struct collector_opts {
 	const char *cgroups[SEAMS_MAX_CGROUPS]; /* --cgroup paths; none = the whole host */
@@ -44,6 +45,7 @@ struct collector {
 	size_t ncgroups;
 	bool trace;              /* SEAMS_TRACE=1: every event on stderr */
 	bool detached;
+	struct tlsprobe_stats tls_final; /* as it was when detached */
 };
 
 /* Check the host, resolve cgroups, load and attach.  On failure prints one
