@@ -35,7 +35,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: seams agent [--listen ADDR:PORT] [--snapshot-dir DIR] [--snapshot-every S]\n"
-		"                   [--window S] [--evict-after S] [--cgroup PATH]... [--pg-port PORT]... [-v]\n"
+		"                   [--window S] [--evict-after S] [--cgroup PATH]... [--pg-port PORT]...\n"
+		"                   [--tls-probe process|file|off] [-v]\n"
 		"\n"
 		"Trace this host until SIGTERM, serving what it sees over HTTP for Prometheus\n"
 		"and Grafana, and writing the graph to DIR/graph.json now and then and at exit.\n"
@@ -49,6 +50,8 @@ static void usage(FILE *f)
 		"                            (default 900); their series leave /metrics\n"
 		"  -c, --cgroup PATH         trace only this cgroup v2 subtree; repeatable\n"
 		"  -p, --pg-port PORT        PostgreSQL also listens on PORT; repeatable\n"
+		"      --tls-probe MODE      OpenSSL probes for PostgreSQL over TLS: process\n"
+		"                            (default), file or off; see seams-capture\n"
 		"  -v, --verbose             show libbpf's messages\n"
 		"\n"
 		"Endpoints:\n"
@@ -161,9 +164,7 @@ int cmd_agent(int argc, char **argv)
 		{ "snapshot-every", required_argument, NULL, 's' },
 		{ "window", required_argument, NULL, 'w' },
 		{ "evict-after", required_argument, NULL, 'e' },
-		{ "cgroup", required_argument, NULL, 'c' },
-		{ "pg-port", required_argument, NULL, 'p' },
-		{ "verbose", no_argument, NULL, 'v' },
+		COLLECTOR_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};

@@ -107,6 +107,18 @@ int collector_opt(struct collector_opts *o, int opt, const char *arg)
 		}
 		o->pg_ports[o->npg_ports++] = (uint16_t)port;
 		return 0;
+	case 'T':
+		if (!strcmp(arg, "process"))
+			o->tls_probe = TLS_PROBE_PROCESS;
+		else if (!strcmp(arg, "file"))
+			o->tls_probe = TLS_PROBE_FILE;
+		else if (!strcmp(arg, "off"))
+			o->tls_probe = TLS_PROBE_OFF;
+		else {
+			die_msg("--tls-probe '%s' is not one of process, file or off", arg);
+			return -1;
+		}
+		return 0;
 	case 'v':
 		o->verbose = true;
 		return 0;
@@ -116,7 +128,8 @@ int collector_opt(struct collector_opts *o, int opt, const char *arg)
 
 int collector_start(struct collector *c, const struct collector_opts *o)
 {
-	struct loader_opts lo = { .verbose = o->verbose, .pg_ports = o->pg_ports, .npg_ports = o->npg_ports };
+	struct loader_opts lo = { .verbose = o->verbose, .pg_ports = o->pg_ports, .npg_ports = o->npg_ports,
+				  .tls_probe = o->tls_probe };
 	uint64_t cgroups[SEAMS_MAX_CGROUPS];
 	static char paths[SEAMS_MAX_CGROUPS][4096];
 	const char *cgpaths[SEAMS_MAX_CGROUPS];
@@ -264,6 +277,7 @@ static void fill_capture(struct collector *c, struct graph *g, int which)
 	json_object_set_new(cap, "pg_encrypted_connections", json_integer((json_int_t)c->pg.encrypted_connections));
 	json_object_set_new(cap, "pg_tls_connections", json_integer((json_int_t)c->pg.tls_connections));
 	json_object_set_new(cap, "tls_probed_processes", json_integer((json_int_t)tls.procs));
+	json_object_set_new(cap, "tls_probed_files", json_integer((json_int_t)tls.files));
 	json_object_set_new(cap, "tls_unprobed_processes", json_integer((json_int_t)tls.unprobed));
 	json_object_set_new(cap, "tls_untraced_connections", json_integer((json_int_t)cnt[CNT_TLS_FULL]));
 	json_object_set_new(cap, "pg_bytes_copied", json_integer((json_int_t)cnt[CNT_PG_COPIED]));

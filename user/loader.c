@@ -17,6 +17,7 @@
 #include <bpf/libbpf.h>
 
 #include "cgname.h"
+#include "collector.h"
 #include "loader.h"
 #include "seams.skel.h"
 #include "tlsprobe.h"
@@ -119,6 +120,7 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 	}
 	l->skel->rodata->self_tgid = getpid();
 	l->skel->rodata->filter_cgroups = o->ncgroups > 0;
+	l->skel->rodata->tls_probing = o->tls_probe != TLS_PROBE_OFF;
 	for (size_t i = 0; i < o->npg_ports && i + 1 < SEAMS_MAX_PG_PORTS; i++)
 		l->skel->rodata->pg_ports[i + 1] = o->pg_ports[i];
 	l->ncpu = libbpf_num_possible_cpus();
@@ -150,13 +152,14 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 			 strerror(-ret));
 		goto fail;
 	}
-	{
+	if (o->tls_probe != TLS_PROBE_OFF) {
 		struct bpf_program *entry[TLS_NFUNCS] = {
 			[TLS_WRITE] = l->skel->progs.ssl_write, [TLS_WRITE_EX] = l->skel->progs.ssl_write_ex,
 			[TLS_READ] = l->skel->progs.ssl_read, [TLS_READ_EX] = l->skel->progs.ssl_read_ex,
 		};
 
-		l->tls = tlsprobe_new(entry, l->skel->progs.ssl_ret, o->cgroup_paths, o->ncgroups);
+		l->tls = tlsprobe_new(entry, l->skel->progs.ssl_ret, o->cgroup_paths, o->ncgroups,
+				      o->tls_probe == TLS_PROBE_FILE);
 		if (!l->tls) {
 			snprintf(err, len, "out of memory");
 			goto fail;

@@ -18,6 +18,7 @@ struct loader_opts {
 	size_t ncgroups;
 	const uint16_t *pg_ports;  /* PostgreSQL server ports besides 5432 */
 	size_t npg_ports;
+	int tls_probe;            /* TLS_PROBE_* (collector.h) */
 };
 
 struct loader;

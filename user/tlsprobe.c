@@ -11,6 +11,7 @@
 #include <gelf.h>
 #include <libelf.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@
 #include "tlsprobe.h"
 
 #define MAX_FILES     128  /* distinct executables and libraries looked at */
-#define MAX_PROC_LIBS 8    /* TLS libraries probed per process */
+#define MAX_PROC_LIBS 16   /* TLS libraries probed per process, or file-wide */
 /* A process probed at exec that has not mapped a TLS library by then is
  * let go (its slot is needed more elsewhere); a later dlopen is caught by
  * the scan. */
@@ -58,7 +59,90 @@ struct tls_proc {
 	struct bpf_link *links[MAX_PROC_LIBS][2 * TLS_NFUNCS];
 };
 
+/* Detaching a uprobe waits for RCU grace periods, about 100 ms each: one
+ * after another, a process's eight probes took most of a second and
+ * stalled the event loop.  Reaper threads detach them in the background,
+ * together, so their waits overlap. */
+#define REAPERS 16
+
+struct reaper {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct bpf_link **q;
+	size_t n, cap;
+	bool stop;
+	pthread_t th[REAPERS];
+	int nth;
+};
+
+static void *reap(void *arg)
+{
+	struct reaper *r = arg;
+
+	for (;;) {
+		struct bpf_link *link;
+
+		pthread_mutex_lock(&r->mu);
+		while (!r->n && !r->stop)
+			pthread_cond_wait(&r->cv, &r->mu);
+		if (!r->n) {
+			pthread_mutex_unlock(&r->mu);
+			return NULL;
+		}
+		link = r->q[--r->n];
+		pthread_mutex_unlock(&r->mu);
+		bpf_link__destroy(link);
+	}
+}
+
+static void reaper_init(struct reaper *r)
+{
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	for (int i = 0; i < REAPERS; i++)
+		if (!pthread_create(&r->th[r->nth], NULL, reap, r))
+			r->nth++;
+}
+
+static void detach(struct reaper *r, struct bpf_link *link)
+{
+	if (!link)
+		return;
+	pthread_mutex_lock(&r->mu);
+	if (r->nth && r->n == r->cap) {
+		size_t cap = r->cap ? 2 * r->cap : 256;
+		struct bpf_link **q = realloc(r->q, cap * sizeof(*q));
+
+		if (q) {
+			r->q = q;
+			r->cap = cap;
+		}
+	}
+	if (r->nth && r->n < r->cap) {
+		r->q[r->n++] = link;
+		pthread_cond_signal(&r->cv);
+		link = NULL;
+	}
+	pthread_mutex_unlock(&r->mu);
+	bpf_link__destroy(link); /* no thread or no memory: here, then */
+}
+
+/* Wait until every link handed over is detached. */
+static void reaper_stop(struct reaper *r)
+{
+	pthread_mutex_lock(&r->mu);
+	r->stop = true;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	for (int i = 0; i < r->nth; i++)
+		pthread_join(r->th[i], NULL);
+	free(r->q);
+	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
+}
+
 struct tlsprobe {
+	struct reaper reaper;
 	struct bpf_program *entry[TLS_NFUNCS], *ret;
 	char **scopes;
 	size_t nscopes;
@@ -68,6 +152,8 @@ struct tlsprobe {
 	int nsystem;
 	struct tls_proc procs[SEAMS_MAX_TLS_PROCS];
 	int nprocs;
+	bool file_wide;              /* probes for every process (pid -1) */
+	struct tls_proc all;         /* those probes */
 	uint64_t unprobed;
 	pid_t self;
 };
@@ -157,11 +243,11 @@ static uint64_t proc_start(pid_t pid)
 	return start;
 }
 
-static void proc_release(struct tls_proc *p)
+static void proc_release(struct tlsprobe *tp, struct tls_proc *p)
 {
 	for (int i = 0; i < p->nfiles; i++)
 		for (int k = 0; k < 2 * TLS_NFUNCS; k++)
-			bpf_link__destroy(p->links[i][k]);
+			detach(&tp->reaper, p->links[i][k]);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -186,7 +272,7 @@ static bool proc_attach(struct tlsprobe *tp, struct tls_proc *p, int fi, const c
 		p->links[slot][2 * k + 1] = bpf_program__attach_uprobe_opts(tp->ret, p->pid, path, f->off[k], &out);
 		if (!p->links[slot][2 * k] || !p->links[slot][2 * k + 1]) {
 			for (int j = 0; j <= 2 * k + 1; j++) {
-				bpf_link__destroy(p->links[slot][j]);
+				detach(&tp->reaper, p->links[slot][j]);
 				p->links[slot][j] = NULL;
 			}
 			return false;
@@ -207,7 +293,7 @@ static struct tls_proc *proc_get(struct tlsprobe *tp, pid_t pid, uint64_t start)
 			continue;
 		if (p->start == start)
 			return p;
-		proc_release(p); /* the pid was reused */
+		proc_release(tp, p); /* the pid was reused */
 		p->pid = pid;
 		p->start = start;
 		p->probed = time(NULL);
@@ -250,12 +336,12 @@ static void probe(struct tlsprobe *tp, pid_t pid, bool at_exec)
 	FILE *fp;
 	int fi;
 
-	if (pid == tp->self || is_pg_server(pid))
+	if (pid == tp->self || (!tp->file_wide && is_pg_server(pid)))
 		return;
 	start = proc_start(pid);
 	if (!start)
 		return; /* gone already */
-	p = proc_get(tp, pid, start);
+	p = tp->file_wide ? &tp->all : proc_get(tp, pid, start);
 	if (!p) {
 		tp->unprobed++;
 		return;
@@ -296,7 +382,7 @@ static void probe(struct tlsprobe *tp, pid_t pid, bool at_exec)
 	}
 	if (failed)
 		tp->unprobed++;
-	if (!p->nfiles && p == &tp->procs[tp->nprocs - 1])
+	if (!tp->file_wide && !p->nfiles && p == &tp->procs[tp->nprocs - 1])
 		tp->nprocs--; /* nothing to probe: keep the slot */
 }
 
@@ -360,7 +446,7 @@ void tlsprobe_scan(struct tlsprobe *tp)
 		struct tls_proc *p = &tp->procs[i];
 
 		if (!p->seen || (!p->mapped && time(NULL) - p->probed > GRACE_S)) {
-			proc_release(&tp->procs[i]);
+			proc_release(tp, &tp->procs[i]);
 			continue;
 		}
 		if (kept != i)
@@ -371,19 +457,22 @@ void tlsprobe_scan(struct tlsprobe *tp)
 }
 
 struct tlsprobe *tlsprobe_new(struct bpf_program *const entry[TLS_NFUNCS], struct bpf_program *ret,
-			      const char *const *scopes, size_t nscopes)
+			      const char *const *scopes, size_t nscopes, bool file_wide)
 {
 	struct tlsprobe *tp = calloc(1, sizeof(*tp));
 
 	if (!tp)
 		return NULL;
 	elf_version(EV_CURRENT);
+	reaper_init(&tp->reaper);
 	memcpy(tp->entry, entry, sizeof(tp->entry));
 	tp->ret = ret;
 	tp->self = getpid();
+	tp->file_wide = file_wide;
+	tp->all.pid = -1;
 	tp->scopes = calloc(nscopes ? nscopes : 1, sizeof(*tp->scopes));
 	if (!tp->scopes) {
-		free(tp);
+		tlsprobe_free(tp);
 		return NULL;
 	}
 	for (size_t i = 0; i < nscopes; i++) {
@@ -409,6 +498,8 @@ struct tlsprobe *tlsprobe_new(struct bpf_program *const entry[TLS_NFUNCS], struc
 				continue;
 			snprintf(tp->files[fi].path, sizeof(tp->files[fi].path), "%s", path);
 			tp->system[tp->nsystem++] = fi;
+			if (file_wide && !proc_attach(tp, &tp->all, fi, path))
+				tp->unprobed++;
 		}
 	return tp;
 }
@@ -420,6 +511,10 @@ void tlsprobe_stats(const struct tlsprobe *tp, struct tlsprobe_stats *s)
 		return;
 	s->procs = tp->nprocs;
 	s->unprobed = tp->unprobed;
+	s->files = tp->all.nfiles;
+	for (int f = 0; f < tp->all.nfiles; f++)
+		for (int k = 0; k < 2 * TLS_NFUNCS; k++)
+			s->links += tp->all.links[f][k] != NULL;
 	for (int i = 0; i < tp->nprocs; i++)
 		for (int f = 0; f < tp->procs[i].nfiles; f++)
 			for (int k = 0; k < 2 * TLS_NFUNCS; k++)
@@ -431,7 +526,9 @@ void tlsprobe_free(struct tlsprobe *tp)
 	if (!tp)
 		return;
 	for (int i = 0; i < tp->nprocs; i++)
-		proc_release(&tp->procs[i]);
+		proc_release(tp, &tp->procs[i]);
+	proc_release(tp, &tp->all);
+	reaper_stop(&tp->reaper);
 	for (size_t i = 0; i < tp->nscopes; i++)
 		free(tp->scopes[i]);
 	free(tp->scopes);

@@ -2,7 +2,9 @@
 # PostgreSQL over TLS (ssl = on, a self-signed certificate), psql with
 # sslmode=require over TCP from cgroup `tlsclient`, and the same statements
 # in plain text (sslmode=disable) from `plainclient`.  The plaintext comes
-# from the uprobes on libssl: the TLS client's sql edges must equal the
+# from the uprobes on libssl, attached file-wide (--tls-probe file): each
+# psql lives a few milliseconds, less than a per-process probe may take to
+# attach after its exec.  The TLS client's sql edges must equal the
 # plain client's, say tls: true, and nothing is counted as encrypted,
 # undecodable or lost (the ciphertext is left out on purpose).
 set -euo pipefail
@@ -27,7 +29,7 @@ run() {
 	fail "psql with sslmode=require did not get TLS"
 
 G=$TEST_TMP/graph.json
-seams_capture_bg "$G" --cgroup "$CG_PARENT" --pg-port "$PGPORT"
+seams_capture_bg "$G" --cgroup "$CG_PARENT" --pg-port "$PGPORT" --tls-probe file
 
 for cg in tlsclient plainclient; do
 	mode=require
@@ -65,3 +67,4 @@ assert_jq "$G" '.capture.pg_encrypted_connections == 0 and .capture.pg_tls_conne
 	and .capture.pg_unknown_statements == 0 and .capture.pg_connections == 8' \
 	"4 TLS connections decoded, none counted as encrypted, nothing lost"
 assert_edge "$G" svc:tlsclient svc:db tcp ".port == $PGPORT"
+assert_jq "$G" '.capture.tls_probed_files >= 1 and .capture.tls_probed_processes == 0' "file-wide probes"

@@ -9,7 +9,8 @@
 #   midq    in the middle of a query (pg_sleep) when the capture starts;
 #           afterwards more statements on the same connection
 # Every statement run during the capture shows on its table, exactly, and
-# the edges say tls: true.  The ciphertext is never counted as lost.
+# the edges say tls: true.  The ciphertext is never counted as lost.  The
+# server's backend, which uses the same libssl, gets no breakpoint.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_root; require_cgroup2; require_seams; require_cmd jq; require_cmd openssl
@@ -80,6 +81,19 @@ sleep 0.3
 
 G=$TEST_TMP/graph.json
 seams_capture_bg "$G" --cgroup "$CG_PARENT" --pg-port "$PGPORT"
+# Per-process probes (the default): the client's libssl code has the
+# breakpoints (a copied-on-write page in its text), the server backend
+# serving it, which calls SSL_read/SSL_write too, has none: it pays nothing.
+ssl_text_anon() {  # PID: kB of anonymous memory in its libssl text mappings
+	awk '/ r-xp .*libssl\.so/ { on = 1; next } /^[0-9a-f]+-[0-9a-f]+ / { on = 0 }
+		on && /^Anonymous:/ { kb += $2 } END { print kb + 0 }' "/proc/$1/smaps"
+}
+BACKEND=$(pg_psql -tAc "SELECT pid FROM pg_stat_activity WHERE client_port IS NOT NULL AND state = 'idle' AND query LIKE 'PREPARE%' LIMIT 1")
+[ -n "$BACKEND" ] || fail "no backend found for the early client"
+grep -q libssl "/proc/$BACKEND/maps" || fail "the backend has no libssl mapped"
+[ "$(ssl_text_anon "$BACKEND")" = 0 ] || fail "the server backend $BACKEND has uprobe breakpoints in libssl"
+EARLY_PY=$(pgrep -f -P "$PID_early" "client.py early") || fail "no python under $PID_early"
+[ "$(ssl_text_anon "$EARLY_PY")" -gt 0 ] || fail "the early client $EARLY_PY has no breakpoint in libssl"
 touch "$TEST_TMP/go.early"
 start_client fresh 0
 for c in early fresh midq; do
