@@ -3,6 +3,7 @@
  * bytes, so a slow scrape never stalls the event loop and reading never
  * changes what is counted. */
 #include <errno.h>
+#include <linux/capability.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
@@ -244,8 +245,20 @@ int cmd_agent(int argc, char **argv)
 		goto out;
 	/* Capabilities belong to a thread: drop them before the HTTP thread
 	 * starts, so that it never holds what it does not need either. */
-	if (privs_drop(privs_agent_keep, privs_agent_nkeep, err, sizeof(err)))
-		fprintf(stderr, "seams: %s; going on\n", err);
+	{
+		/* Processes that start later are probed for TLS as they exec:
+		 * attaching a uprobe then needs CAP_BPF and CAP_PERFMON. */
+		int keep[privs_agent_nkeep + 2];
+		size_t nkeep = privs_agent_nkeep;
+
+		memcpy(keep, privs_agent_keep, sizeof(privs_agent_keep[0]) * nkeep);
+		if (co.tls_probe == TLS_PROBE_PROCESS) {
+			keep[nkeep++] = CAP_BPF;
+			keep[nkeep++] = CAP_PERFMON;
+		}
+		if (privs_drop(keep, nkeep, err, sizeof(err)))
+			fprintf(stderr, "seams: %s; going on\n", err);
+	}
 	if (httpd_serve(h, err, sizeof(err))) {
 		die_msg("%s", err);
 		goto out;

@@ -99,15 +99,17 @@ static void reaper_init(struct reaper *r)
 {
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
-	for (int i = 0; i < REAPERS; i++)
-		if (!pthread_create(&r->th[r->nth], NULL, reap, r))
-			r->nth++;
 }
 
 static void detach(struct reaper *r, struct bpf_link *link)
 {
 	if (!link)
 		return;
+	/* Started on first use, not before: the agent drops capabilities
+	 * once attached, which it can only do with one thread running. */
+	for (; r->nth < REAPERS; r->nth++)
+		if (pthread_create(&r->th[r->nth], NULL, reap, r))
+			break;
 	pthread_mutex_lock(&r->mu);
 	if (r->nth && r->n == r->cap) {
 		size_t cap = r->cap ? 2 * r->cap : 256;
