@@ -165,11 +165,13 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 			goto fail;
 		}
 	}
-	/* Processes already running, probed before anything is captured: a
-	 * TLS connection of theirs is followed from its first byte seen. */
+	l->skel->bss->capturing = 1;
+	/* Processes already running: probed after capturing starts, since
+	 * attaching takes a while and the connections opened meanwhile must
+	 * be seen opening.  Their TLS connections are followed from the next
+	 * message boundary on. */
 	tlsprobe_scan(l->tls);
 	l->tls_scanned_ns = mono_ns();
-	l->skel->bss->capturing = 1;
 	return l;
 fail:
 	loader_stop(l);
