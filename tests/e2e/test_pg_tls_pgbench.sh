@@ -38,21 +38,23 @@ phase() {
 	info "pgbench $mode: $n transactions"
 
 	assert_valid_graph "$g"
-	assert_jq "$g" '.capture.pg_events_lost == 0 and .capture.pg_lost_bytes == 0
-		and .capture.pg_undecodable_bytes == 0' "$mode: nothing lost"
+	assert_jq "$g" '.capture.pg_events_lost == 0 and .capture.pg_undecodable_bytes == 0' "$mode: nothing lost"
 	# pgbench's own first connection (it looks at pgbench_branches) and one
 	# per client.  File-wide probes see all from their first byte.  A
 	# per-process probe attaches some milliseconds after the exec: the
-	# first connection, made at once, may be over before, and is then
-	# counted as encrypted, not decoded; the clients' connections come
-	# after it.
+	# first connection, made at once, may be over before (it is then
+	# counted as encrypted), or be caught during its startup (the bytes
+	# until the next message boundary are then lost, and counted); the
+	# clients' connections come after it.
 	if [ "$probe" = file ]; then
 		assert_jq "$g" ".capture.pg_tls_connections == $CLIENTS + 1 and .capture.pg_connections == $CLIENTS + 1
-			and .capture.pg_encrypted_connections == 0" "$mode: $CLIENTS + 1 TLS connections, each counted once"
+			and .capture.pg_encrypted_connections == 0 and .capture.pg_lost_bytes == 0" \
+			"$mode: $CLIENTS + 1 TLS connections, each counted once, nothing lost"
 	else
 		assert_jq "$g" ".capture.pg_connections == $CLIENTS + 1 and .capture.pg_tls_connections >= $CLIENTS
-			and .capture.pg_tls_connections + .capture.pg_encrypted_connections == $CLIENTS + 1" \
-			"$mode: the clients' TLS connections decoded, any other counted as encrypted"
+			and .capture.pg_tls_connections + .capture.pg_encrypted_connections == $CLIENTS + 1
+			and .capture.pg_lost_bytes < 1000" \
+			"$mode: the clients' TLS connections decoded, any other counted as encrypted or partly lost"
 	fi
 	assert_edge "$g" svc:bench "$T.pgbench_accounts" sql "
 		.operations == {\"UPDATE\": $n, \"SELECT\": $n} and .access.write == $n and .access.read == $n
