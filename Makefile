@@ -30,7 +30,7 @@ DEB_PKGS := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
             libpg-query-dev libprotobuf-c-dev libjansson-dev \
             libgraphviz-dev graphviz libmicrohttpd-dev libcmocka-dev libclang-rt-14-dev \
             postgresql-15 postgresql-contrib libpq-dev python3 python3-psycopg2 curl iproute2 jq socat \
-            chromium prometheus
+            chromium prometheus openssl nodejs
 # What only `make bench` compares seams with (pg_cpu_per_tx.sh).
 BENCH_PKGS := tshark
 
@@ -52,7 +52,7 @@ FUZZ_LIB  := user/pgwire.c user/sqltables.c
 
 .DELETE_ON_ERROR:
 .SECONDARY:
-.PHONY: all deps test unit fuzz demo bench clean vmlinux install
+.PHONY: all deps test unit fuzz demo bench clean vmlinux install node-pg
 
 all: $(BUILD)/seams
 
@@ -102,8 +102,21 @@ unit: $(UNIT_BINS)
 fuzz: $(FUZZ_BINS)
 
 test: deps
-	$(Q)$(MAKE) --no-print-directory all unit fuzz
+	$(Q)$(MAKE) --no-print-directory all unit fuzz node-pg
 	$(Q)tests/run.sh
+
+# node-postgres for tests/e2e/test_pg_tls_node.sh, installed once from npm.
+# Debian's nodejs comes without npm, NodeSource's with it (and conflicts with
+# Debian's npm package): npm is installed only when missing.  Without it the
+# test skips.
+NODE_PG := $(BUILD)/node/node_modules/pg/package.json
+node-pg: $(NODE_PG)
+$(NODE_PG):
+	$(Q)command -v npm >/dev/null 2>&1 || apt-get install -y -q npm >/dev/null 2>&1 || \
+		{ echo "  NODE    npm not available: test_pg_tls_node will skip"; exit 0; }; \
+	mkdir -p $(BUILD)/node && \
+	npm install --prefix $(BUILD)/node --no-audit --no-fund --silent pg@8 || \
+		echo "  NODE    npm install pg failed: test_pg_tls_node will skip"
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all

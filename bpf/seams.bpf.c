@@ -23,6 +23,7 @@ char LICENSE[] SEC("license") = "GPL";
 const volatile __u32 self_tgid = 0;
 const volatile bool filter_cgroups = false;
 const volatile __u16 pg_ports[SEAMS_MAX_PG_PORTS] = { 5432 };
+const volatile bool tls_probing = true;
 
 /* Set by the collector once every program is attached, cleared before any
  * is detached: the three hooks attach one after another, and a connection
@@ -142,6 +143,8 @@ struct sockinfo {
 	__u8 pg_opened;  /* EV_PG_OPEN sent */
 	__u8 last_dir;   /* 1 + the direction of the last send or receive */
 	__u8 server;     /* the server's end of a connection accepted during the capture */
+	__u8 tls;        /* its plaintext comes from the TLS library: leave its bytes out */
+	__u8 pad[7];
 	struct pg_state pg;
 };
 
@@ -245,6 +248,8 @@ static __always_inline void emit(__u32 type, struct sock *sk, const struct owner
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
+static __always_inline void tls_close(__u64 sk);
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_sock_state, struct sock *sk, int oldstate, int newstate)
 {
@@ -299,6 +304,7 @@ int BPF_PROG(on_sock_state, struct sock *sk, int oldstate, int newstate)
 			if (t->announced)
 				emit(EV_CLOSE, sk, NULL, 0);
 			bpf_map_delete_elem(&socks, &key);
+			tls_close(key);
 		}
 	}
 	return 0;
@@ -473,6 +479,11 @@ static __always_inline void nest_turn(struct sock *sk, bool server, __u32 dir)
 	c->calls++;
 }
 
+static __always_inline bool ps_encrypted(const struct sockinfo *si)
+{
+	return si->pg.encrypted || si->tls;
+}
+
 /* The syscall that moved the bytes, from its own registers: the tracepoint
  * knows the socket and the length, not the buffer. */
 struct io_args {
@@ -525,7 +536,7 @@ static __always_inline bool looks_pg(__u64 buf, long ret)
 	return (b[0] == 'Q' || b[0] == 'P' || b[0] == 'B') && mlen >= 5 && mlen < ret;
 }
 
-static __always_inline void pg_open(struct sock *sk, bool synced)
+static __always_inline void pg_open(struct sock *sk, __u64 key, bool synced)
 {
 	struct pg_open_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	struct owner cur;
@@ -542,7 +553,7 @@ static __always_inline void pg_open(struct sock *sk, bool synced)
 	e->pid = cur.pid;
 	__builtin_memcpy(e->comm, cur.comm, sizeof(e->comm));
 	e->type = EV_PG_OPEN;
-	e->sock = (__u64)sk;
+	e->sock = key;
 	e->synced = synced;
 	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (e->family == AF_UNIX) {
@@ -576,28 +587,16 @@ static __always_inline void frame_iov(struct pg_scratch *scr, struct pg_state *p
 		pg_gap(scr, ps, total, 1);
 }
 
-/* ret bytes of a PostgreSQL connection moved in direction dir. */
-static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const struct io_args *in,
-				  long ret, __u32 dir)
+/* ret bytes of stream key moved in direction dir, framed with ps: from
+ * the syscall's buffer or iovecs, or lost when it cannot be followed. */
+static __always_inline void pg_frame(__u64 key, struct pg_state *ps, const struct io_args *in,
+				     long ret, __u32 dir)
 {
 	__u64 iov, iovcnt, buf = first_buf(in, &iov, &iovcnt);
-	__u64 key = (__u64)sk;
-	struct pg_state *ps = &si->pg;
 	struct pg_dirstate *st = &ps->d[dir & 1];
 	struct pg_scratch *scr;
 	__u32 zero = 0;
 
-	if (!si->pg_opened) {
-		__u8 b[8] = {};
-
-		si->pg_opened = 1;
-		bpf_probe_read_user(b, sizeof(b), (void *)buf);
-		pg_open(sk, dir == PG_DIR_FRONTEND && ret >= 8 && looks_untyped(b));
-	}
-	if (ps->encrypted) {
-		count_n(CNT_PG_SKIPPED, ret);
-		return;
-	}
 	scr = bpf_map_lookup_elem(&pgscratch, &zero);
 	if (!scr)
 		return;
@@ -648,6 +647,29 @@ static __always_inline bool pg_startup(int ret)
 	return !bpf_probe_read_user(b, sizeof(b), (void *)buf) && looks_untyped(b);
 }
 
+/* ret bytes of a PostgreSQL connection moved in direction dir. */
+static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const struct io_args *in,
+				  long ret, __u32 dir)
+{
+	if (!si->pg_opened) {
+		__u64 iov, iovcnt, buf = first_buf(in, &iov, &iovcnt);
+		__u8 b[8] = {};
+
+		si->pg_opened = 1;
+		bpf_probe_read_user(b, sizeof(b), (void *)buf);
+		pg_open(sk, (__u64)sk, dir == PG_DIR_FRONTEND && ret >= 8 && looks_untyped(b));
+	}
+	/* TLS: the plaintext comes from the library (tls.bpf.h); the
+	 * ciphertext is left out on purpose. */
+	if (ps_encrypted(si)) {
+		count_n(CNT_PG_SKIPPED, ret);
+		return;
+	}
+	pg_frame((__u64)sk, &si->pg, in, ret, dir);
+}
+
+#include "tls.bpf.h"
+
 static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 {
 	struct pt_regs *regs;
@@ -685,6 +707,8 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 		si->exchanges += dir == PG_DIR_FRONTEND;
 		nest_turn(sk, si->server, dir);
 	}
+	if (si->kind >= SK_TCP)
+		tls_io(sk, si);
 	if (si->kind < SK_CANDIDATE)
 		return 0;
 	if (si->kind == SK_CANDIDATE && dir != PG_DIR_FRONTEND)

@@ -25,6 +25,7 @@ enum seams_event_type {
 	EV_PG_DATA,     /* bytes of a PostgreSQL connection, framed */
 	EV_WAKE,        /* a CPU's PostgreSQL ring is half full: read it now */
 	EV_NEST,        /* an inbound request got its reply: the calls made inside it */
+	EV_EXEC,        /* a traced process exec'd: probe its TLS library now */
 };
 
 enum seams_counter {
@@ -36,6 +37,7 @@ enum seams_counter {
 	CNT_PG_FULL,        /* per-socket state could not be allocated: socket not traced */
 	CNT_PG_COPIED,      /* PostgreSQL bytes copied to the collector */
 	CNT_NEST_FULL,      /* per-thread nesting state could not be allocated */
+	CNT_TLS_FULL,       /* TLS table full: a TLS connection's plaintext not traced */
 	CNT_MAX,
 };
 
@@ -107,6 +109,14 @@ struct pg_ring {
 };
 
 enum pg_direction { PG_DIR_FRONTEND = 0, PG_DIR_BACKEND = 1 };
+
+/* The plaintext of a TLS connection, taken from the TLS library, is a
+ * stream of its own: its key is the socket's with this bit set (a struct
+ * sock is never at an odd address). */
+#define PG_TLS_STREAM 1ULL
+
+/* Processes whose TLS library is probed, and the probes per library. */
+#define SEAMS_MAX_TLS_PROCS 256
 
 /* EV_PG_OPEN: sock is the connection's key (the same as its conn_event's for
  * TCP); a Unix-domain connection names the server's socket path instead. */
@@ -182,6 +192,14 @@ struct nest_event {
 	__u32 overflow; /* calls on connections past the slots, left out */
 	__u32 flags;    /* enum nest_flags */
 	struct nest_call calls[SEAMS_NEST_CALLS];
+};
+
+/* EV_EXEC: a traced process exec'd; the tgid is in the event. */
+struct exec_event {
+	__u64 ts_ns;
+	__u64 sock;      /* 0 */
+	__u32 type;
+	__u32 tgid;
 };
 
 #endif

@@ -190,17 +190,19 @@ wait_port() {
 PG_PASSWORD=seams-e2e-Secret-pw-4711
 PG_DIR=
 
-# pg_start [--password] [--cgroup NAME] [--db NAME]
+# pg_start [--password] [--ssl] [--cgroup NAME] [--db NAME]
 # initdb into $TEST_TMP/pg as user postgres, start postgres on a free port
 # listening on 127.0.0.1 (and ::1 when present), socket dir in the temp dir.
 # --password: TCP clients must use the password method with $PG_PASSWORD.
+# --ssl: ssl = on with a self-signed certificate made here.
 # --cgroup NAME: the postmaster runs in test cgroup NAME (service NAME).
 # Exports PGPORT, PGHOST_SOCK, PGDATA, PGUSER, PG_PASSWORD, PG_DB.
 pg_start() {
-	local password=0 cgname='' db=postgres listen=127.0.0.1 pwfile
+	local password=0 cgname='' db=postgres listen=127.0.0.1 pwfile ssl=()
 	while [ $# -gt 0 ]; do
 		case $1 in
 			--password) password=1 ;;
+			--ssl) ssl=(-c ssl=on) ;;
 			--cgroup) cgname=$2; shift ;;
 			--db) db=$2; shift ;;
 			*) fail "pg_start: unknown option $1" ;;
@@ -220,6 +222,16 @@ pg_start() {
 	runuser -u postgres -- "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres -N -E UTF8 \
 		--locale=C "${auth[@]}" > "$PG_DIR/initdb.log" 2>&1 ||
 		{ cat "$PG_DIR/initdb.log" >&2; fail "initdb failed"; }
+	if [ ${#ssl[@]} -gt 0 ]; then
+		# A throwaway self-signed certificate; clients use sslmode=require
+		# (no verification).
+		openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+			-keyout "$PG_DIR/server.key" -out "$PG_DIR/server.crt" > "$PG_DIR/openssl.log" 2>&1 ||
+			{ cat "$PG_DIR/openssl.log" >&2; fail "openssl could not make a certificate"; }
+		chown postgres: "$PG_DIR/server.key" "$PG_DIR/server.crt"
+		chmod 600 "$PG_DIR/server.key"
+		ssl+=(-c ssl_cert_file="$PG_DIR/server.crt" -c ssl_key_file="$PG_DIR/server.key")
+	fi
 	ip -6 addr show dev lo 2>/dev/null | grep -q '::1/128' && listen=127.0.0.1,::1
 	PGPORT=$(free_port)
 	PGHOST_SOCK=$PG_DIR/sock
@@ -234,7 +246,7 @@ pg_start() {
 		"$PG_BIN/postgres" -D "$PGDATA" -p "$PGPORT" -k "$PGHOST_SOCK"
 		-c listen_addresses="$listen" -c fsync=off -c synchronous_commit=off
 		-c full_page_writes=off -c max_connections=200 -c shared_buffers=32MB
-		-c logging_collector=off -c log_min_messages=warning)
+		-c logging_collector=off -c log_min_messages=warning "${ssl[@]}")
 	if [ -n "$cgname" ]; then
 		cg_exec "$cgname" "${cmd[@]}" > "$PG_DIR/postgres.log" 2>&1
 		PG_PID=$CG_LAST_PID

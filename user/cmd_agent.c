@@ -3,6 +3,7 @@
  * bytes, so a slow scrape never stalls the event loop and reading never
  * changes what is counted. */
 #include <errno.h>
+#include <linux/capability.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <signal.h>
@@ -35,7 +36,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: seams agent [--listen ADDR:PORT] [--snapshot-dir DIR] [--snapshot-every S]\n"
-		"                   [--window S] [--evict-after S] [--cgroup PATH]... [--pg-port PORT]... [-v]\n"
+		"                   [--window S] [--evict-after S] [--cgroup PATH]... [--pg-port PORT]...\n"
+		"                   [--tls-probe process|file|off] [-v]\n"
 		"\n"
 		"Trace this host until SIGTERM, serving what it sees over HTTP for Prometheus\n"
 		"and Grafana, and writing the graph to DIR/graph.json now and then and at exit.\n"
@@ -49,6 +51,8 @@ static void usage(FILE *f)
 		"                            (default 900); their series leave /metrics\n"
 		"  -c, --cgroup PATH         trace only this cgroup v2 subtree; repeatable\n"
 		"  -p, --pg-port PORT        PostgreSQL also listens on PORT; repeatable\n"
+		"      --tls-probe MODE      OpenSSL probes for PostgreSQL over TLS: process\n"
+		"                            (default), file or off; see seams-capture\n"
 		"  -v, --verbose             show libbpf's messages\n"
 		"\n"
 		"Endpoints:\n"
@@ -66,6 +70,8 @@ static void usage(FILE *f)
 		"      seams_pg_bytes_lost_total, seams_untracked_connections_total,\n"
 		"      seams_series_dropped_total{reason}, seams_drain_errors_total,\n"
 		"      seams_evicted_total, seams_open_connections, seams_pg_statements_total,\n"
+		"      seams_pg_tls_connections_total, seams_pg_encrypted_connections_total,\n"
+		"      seams_tls_probed_processes,\n"
 		"      seams_memory_bytes\n"
 		"  /graph.json                the last complete window (before the first one\n"
 		"                             ends: the window so far)\n"
@@ -161,9 +167,7 @@ int cmd_agent(int argc, char **argv)
 		{ "snapshot-every", required_argument, NULL, 's' },
 		{ "window", required_argument, NULL, 'w' },
 		{ "evict-after", required_argument, NULL, 'e' },
-		{ "cgroup", required_argument, NULL, 'c' },
-		{ "pg-port", required_argument, NULL, 'p' },
-		{ "verbose", no_argument, NULL, 'v' },
+		COLLECTOR_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -243,8 +247,20 @@ int cmd_agent(int argc, char **argv)
 		goto out;
 	/* Capabilities belong to a thread: drop them before the HTTP thread
 	 * starts, so that it never holds what it does not need either. */
-	if (privs_drop(privs_agent_keep, privs_agent_nkeep, err, sizeof(err)))
-		fprintf(stderr, "seams: %s; going on\n", err);
+	{
+		/* Processes that start later are probed for TLS as they exec:
+		 * attaching a uprobe then needs CAP_BPF and CAP_PERFMON. */
+		int keep[privs_agent_nkeep + 2];
+		size_t nkeep = privs_agent_nkeep;
+
+		memcpy(keep, privs_agent_keep, sizeof(privs_agent_keep[0]) * nkeep);
+		if (co.tls_probe == TLS_PROBE_PROCESS) {
+			keep[nkeep++] = CAP_BPF;
+			keep[nkeep++] = CAP_PERFMON;
+		}
+		if (privs_drop(keep, nkeep, err, sizeof(err)))
+			fprintf(stderr, "seams: %s; going on\n", err);
+	}
 	if (httpd_serve(h, err, sizeof(err))) {
 		die_msg("%s", err);
 		goto out;

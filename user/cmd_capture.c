@@ -26,7 +26,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: seams capture [--duration SECONDS] [--output FILE|-] [--cgroup PATH]...\n"
-		"                     [--pg-port PORT]... [-v]\n"
+		"                     [--pg-port PORT]... [--tls-probe process|file|off] [-v]\n"
 		"\n"
 		"Trace TCP connections and PostgreSQL traffic of every cgroup (or only the\n"
 		"--cgroup ones and their children) until the duration ends or Ctrl-C, then\n"
@@ -38,6 +38,11 @@ static void usage(FILE *f)
 		"  -c, --cgroup PATH       trace only this cgroup v2 subtree; repeatable\n"
 		"  -p, --pg-port PORT      PostgreSQL also listens on PORT (5432 always does);\n"
 		"                          repeatable.  Other ports are found by traffic shape\n"
+		"      --tls-probe MODE    how OpenSSL is probed to decode PostgreSQL over TLS:\n"
+		"                          process (default: each traced process, from its exec;\n"
+		"                          nothing else pays), file (each libssl once: traced\n"
+		"                          from their first call, but every process using it\n"
+		"                          takes the breakpoint), off\n"
 		"  -v, --verbose           show libbpf's messages\n");
 }
 
@@ -94,9 +99,7 @@ int cmd_capture(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "duration", required_argument, NULL, 'd' },
 		{ "output", required_argument, NULL, 'o' },
-		{ "cgroup", required_argument, NULL, 'c' },
-		{ "pg-port", required_argument, NULL, 'p' },
-		{ "verbose", no_argument, NULL, 'v' },
+		COLLECTOR_LONGOPTS,
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};

@@ -11,6 +11,7 @@
 #include "cmd.h"
 #include "collector.h"
 #include "events.h"
+#include "tlsprobe.h"
 
 #define TICK_NS      100000000ULL   /* fold closed connections this often */
 #define LISTENERS_NS 10000000000ULL /* re-read the listening sockets this often */
@@ -36,6 +37,15 @@ static struct service *owner_service(struct collector *c, uint64_t cgroup_id, co
 	path = cgnames_path(&c->names, cgroup_id);
 	cg_service_name(path, comm, name, sizeof(name));
 	return conntrack_service(&c->ct, name, path ? path : "/", comm);
+}
+
+static void on_exec(void *ctx, const void *data, size_t size)
+{
+	struct collector *c = ctx;
+	const struct exec_event *e = data;
+
+	if (size >= sizeof(*e) && !c->detached)
+		loader_tls_exec(c->loader, (pid_t)e->tgid);
 }
 
 static void on_event(void *ctx, const void *data, size_t size)
@@ -110,6 +120,18 @@ int collector_opt(struct collector_opts *o, int opt, const char *arg)
 		}
 		o->pg_ports[o->npg_ports++] = (uint16_t)port;
 		return 0;
+	case 'T':
+		if (!strcmp(arg, "process"))
+			o->tls_probe = TLS_PROBE_PROCESS;
+		else if (!strcmp(arg, "file"))
+			o->tls_probe = TLS_PROBE_FILE;
+		else if (!strcmp(arg, "off"))
+			o->tls_probe = TLS_PROBE_OFF;
+		else {
+			die_msg("--tls-probe '%s' is not one of process, file or off", arg);
+			return -1;
+		}
+		return 0;
 	case 'v':
 		o->verbose = true;
 		return 0;
@@ -119,8 +141,11 @@ int collector_opt(struct collector_opts *o, int opt, const char *arg)
 
 int collector_start(struct collector *c, const struct collector_opts *o)
 {
-	struct loader_opts lo = { .verbose = o->verbose, .pg_ports = o->pg_ports, .npg_ports = o->npg_ports };
+	struct loader_opts lo = { .verbose = o->verbose, .pg_ports = o->pg_ports, .npg_ports = o->npg_ports,
+				  .tls_probe = o->tls_probe };
 	uint64_t cgroups[SEAMS_MAX_CGROUPS];
+	static char paths[SEAMS_MAX_CGROUPS][4096];
+	const char *cgpaths[SEAMS_MAX_CGROUPS];
 	struct pg_ring *rings;
 	char err[512];
 	int ncpu;
@@ -143,9 +168,8 @@ int collector_start(struct collector *c, const struct collector_opts *o)
 		return -1;
 	}
 	for (size_t i = 0; i < o->ncgroups && i < SEAMS_MAX_CGROUPS; i++) {
-		char path[4096];
-
-		cgroups[i] = cgnames_lookup(&c->names, o->cgroups[i], path, sizeof(path));
+		cgroups[i] = cgnames_lookup(&c->names, o->cgroups[i], paths[i], sizeof(paths[i]));
+		cgpaths[i] = paths[i];
 		if (!cgroups[i]) {
 			die_msg("cgroup '%s' does not exist under %s; give a path such as "
 				"/system.slice/orders.service", o->cgroups[i], c->names.mount);
@@ -153,6 +177,7 @@ int collector_start(struct collector *c, const struct collector_opts *o)
 		}
 	}
 	lo.cgroups = cgroups;
+	lo.cgroup_paths = cgpaths;
 	lo.ncgroups = o->ncgroups;
 	c->cgroups = o->cgroups;
 	c->ncgroups = o->ncgroups;
@@ -177,6 +202,7 @@ int collector_start(struct collector *c, const struct collector_opts *o)
 		die_msg("cannot open the event ring buffer: %s", strerror(errno));
 		return -1;
 	}
+	events_set_urgent(c->ev, on_exec);
 	return 0;
 }
 
@@ -201,8 +227,10 @@ int collector_poll(struct collector *c, int timeout_ms)
 	if (err < 0)
 		c->drain_errors++;
 	housekeeping(c, false);
-	if (!c->detached)
+	if (!c->detached) {
 		loader_follow_cgroups(c->loader, &c->names, c->cgroups, c->ncgroups);
+		loader_tls_scan(c->loader);
+	}
 	return err;
 }
 
@@ -212,6 +240,7 @@ void collector_detach(struct collector *c)
 		return;
 	/* Detach first, then drain what is still in the rings: nothing is
 	 * produced after the last read, and the counters are final. */
+	loader_tls_stats(c->loader, &c->tls_final);
 	loader_detach(c->loader);
 	if (events_poll(c->ev, 0, true) < 0)
 		c->drain_errors++;
@@ -235,8 +264,13 @@ static void fill_capture(struct collector *c, struct graph *g, int which)
 	uint64_t end = now_ns(CLOCK_REALTIME);
 	const uint64_t *cnt = c->cnt;
 	char host[256] = "unknown", t[40];
+	struct tlsprobe_stats tls;
 	struct utsname u;
 
+	if (c->detached)
+		tls = c->tls_final;
+	else
+		loader_tls_stats(c->loader, &tls);
 	gethostname(host, sizeof(host) - 1);
 	json_object_set_new(cap, "host", json_string(host));
 	if (!uname(&u))
@@ -254,6 +288,11 @@ static void fill_capture(struct collector *c, struct graph *g, int which)
 	json_object_set_new(cap, "pg_statements", json_integer((json_int_t)c->pg.statements));
 	json_object_set_new(cap, "pg_unknown_statements", json_integer((json_int_t)c->pg.unknown_statements));
 	json_object_set_new(cap, "pg_encrypted_connections", json_integer((json_int_t)c->pg.encrypted_connections));
+	json_object_set_new(cap, "pg_tls_connections", json_integer((json_int_t)c->pg.tls_connections));
+	json_object_set_new(cap, "tls_probed_processes", json_integer((json_int_t)tls.procs));
+	json_object_set_new(cap, "tls_probed_files", json_integer((json_int_t)tls.files));
+	json_object_set_new(cap, "tls_unprobed_processes", json_integer((json_int_t)tls.unprobed));
+	json_object_set_new(cap, "tls_untraced_connections", json_integer((json_int_t)cnt[CNT_TLS_FULL]));
 	json_object_set_new(cap, "pg_bytes_copied", json_integer((json_int_t)cnt[CNT_PG_COPIED]));
 	json_object_set_new(cap, "pg_bytes_skipped", json_integer((json_int_t)cnt[CNT_PG_SKIPPED]));
 	json_object_set_new(cap, "pg_lost_bytes", json_integer((json_int_t)cnt[CNT_PG_LOST]));

@@ -14,6 +14,7 @@
 #include "graph.h"
 #include "loader.h"
 #include "pgtrack.h"
+#include "tlsprobe.h"
 
 struct collector_opts {
 	const char *cgroups[SEAMS_MAX_CGROUPS]; /* --cgroup paths; none = the whole host */
@@ -21,10 +22,20 @@ struct collector_opts {
 	uint16_t pg_ports[SEAMS_MAX_PG_PORTS - 1];
 	size_t npg_ports;
 	bool verbose;
+	int tls_probe;  /* TLS_PROBE_* */
 };
 
-/* The options capture and agent share: --cgroup (c), --pg-port (p) and
- * --verbose (v).  0: taken; 1: not one of them; -1: a bad value (one line
+enum { TLS_PROBE_PROCESS, TLS_PROBE_FILE, TLS_PROBE_OFF };
+
+/* The long options every collector command takes, for getopt_long. */
+#define COLLECTOR_LONGOPTS \
+	{ "cgroup", required_argument, NULL, 'c' }, \
+	{ "pg-port", required_argument, NULL, 'p' }, \
+	{ "tls-probe", required_argument, NULL, 'T' }, \
+	{ "verbose", no_argument, NULL, 'v' }
+
+/* The options capture and agent share: --cgroup (c), --pg-port (p),
+ * --tls-probe (T) and --verbose (v).  0: taken; 1: not one of them; -1: a bad value (one line
  * said).  o must outlive the collector started with it. */
 int collector_opt(struct collector_opts *o, int opt, const char *arg);
 
@@ -44,6 +55,7 @@ struct collector {
 	size_t ncgroups;
 	bool trace;              /* SEAMS_TRACE=1: every event on stderr */
 	bool detached;
+	struct tlsprobe_stats tls_final; /* as it was when detached */
 };
 
 /* Check the host, resolve cgroups, load and attach.  On failure prints one

@@ -24,6 +24,7 @@ struct events {
 	struct pg_ring *rings;
 	int ncpu;
 	event_fn fn;
+	event_fn urgent;
 	void *ctx;
 	struct queued *q;
 	size_t nq, capq, first;  /* q[first..nq) wait */
@@ -40,6 +41,13 @@ static int enqueue(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(struct event_hdr) || ((struct event_hdr *)data)->type == EV_WAKE)
 		return 0;
+	/* An exec is acted on at once, not in time order: the process is
+	 * about to load its libraries. */
+	if (((struct event_hdr *)data)->type == EV_EXEC) {
+		if (ev->urgent)
+			ev->urgent(ev->ctx, data, size);
+		return 0;
+	}
 	memcpy(&ts, data, sizeof(ts));
 	if (ev->nq == ev->capq) {
 		size_t cap = ev->capq ? 2 * ev->capq : 256;
@@ -183,6 +191,11 @@ int events_poll(struct events *ev, int timeout_ms, bool final)
 			ev->q[i].off -= base;
 	}
 	return 0;
+}
+
+void events_set_urgent(struct events *ev, event_fn fn)
+{
+	ev->urgent = fn;
 }
 
 uint64_t events_corrupt(const struct events *ev)

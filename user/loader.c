@@ -17,8 +17,12 @@
 #include <bpf/libbpf.h>
 
 #include "cgname.h"
+#include "collector.h"
 #include "loader.h"
 #include "seams.skel.h"
+#include "tlsprobe.h"
+
+#define TLS_SCAN_NS 2000000000ULL
 
 struct loader {
 	struct seams_bpf *skel;
@@ -28,6 +32,8 @@ struct loader {
 	uint64_t cgroups[SEAMS_MAX_CGROUPS]; /* what cgroup_allow holds */
 	size_t ncgroups;
 	uint64_t cgroups_checked_ns;
+	struct tlsprobe *tls;
+	uint64_t tls_scanned_ns;
 };
 
 static bool verbose;
@@ -37,6 +43,14 @@ static int print_libbpf(enum libbpf_print_level level, const char *fmt, va_list 
 	if (!verbose)
 		return 0;
 	return vfprintf(stderr, fmt, ap);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 }
 
 static bool has_cap(const struct __user_cap_data_struct *d, int cap)
@@ -106,6 +120,7 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 	}
 	l->skel->rodata->self_tgid = getpid();
 	l->skel->rodata->filter_cgroups = o->ncgroups > 0;
+	l->skel->rodata->tls_probing = o->tls_probe != TLS_PROBE_OFF;
 	for (size_t i = 0; i < o->npg_ports && i + 1 < SEAMS_MAX_PG_PORTS; i++)
 		l->skel->rodata->pg_ports[i + 1] = o->pg_ports[i];
 	l->ncpu = libbpf_num_possible_cpus();
@@ -137,7 +152,26 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 			 strerror(-ret));
 		goto fail;
 	}
+	if (o->tls_probe != TLS_PROBE_OFF) {
+		struct bpf_program *entry[TLS_NFUNCS] = {
+			[TLS_WRITE] = l->skel->progs.ssl_write, [TLS_WRITE_EX] = l->skel->progs.ssl_write_ex,
+			[TLS_READ] = l->skel->progs.ssl_read, [TLS_READ_EX] = l->skel->progs.ssl_read_ex,
+		};
+
+		l->tls = tlsprobe_new(entry, l->skel->progs.ssl_ret, o->cgroup_paths, o->ncgroups,
+				      o->tls_probe == TLS_PROBE_FILE);
+		if (!l->tls) {
+			snprintf(err, len, "out of memory");
+			goto fail;
+		}
+	}
 	l->skel->bss->capturing = 1;
+	/* Processes already running: probed after capturing starts, since
+	 * attaching takes a while and the connections opened meanwhile must
+	 * be seen opening.  Their TLS connections are followed from the next
+	 * message boundary on. */
+	tlsprobe_scan(l->tls);
+	l->tls_scanned_ns = mono_ns();
 	return l;
 fail:
 	loader_stop(l);
@@ -189,6 +223,26 @@ int loader_set_cgroups(struct loader *l, const uint64_t *ids, size_t n)
 	return ret;
 }
 
+void loader_tls_exec(struct loader *l, pid_t pid)
+{
+	tlsprobe_pid(l->tls, pid);
+}
+
+void loader_tls_scan(struct loader *l)
+{
+	uint64_t now = mono_ns();
+
+	if (!l->tls || now - l->tls_scanned_ns < TLS_SCAN_NS)
+		return;
+	l->tls_scanned_ns = now;
+	tlsprobe_scan(l->tls);
+}
+
+void loader_tls_stats(struct loader *l, struct tlsprobe_stats *s)
+{
+	tlsprobe_stats(l ? l->tls : NULL, s);
+}
+
 void loader_follow_cgroups(struct loader *l, struct cgnames *names, const char *const *args, size_t n)
 {
 	uint64_t ids[SEAMS_MAX_CGROUPS], now;
@@ -237,6 +291,8 @@ void loader_detach(struct loader *l)
 	if (!l)
 		return;
 	l->skel->bss->capturing = 0;
+	tlsprobe_free(l->tls);
+	l->tls = NULL;
 	seams_bpf__detach(l->skel);
 }
 
@@ -244,6 +300,7 @@ void loader_stop(struct loader *l)
 {
 	if (!l)
 		return;
+	tlsprobe_free(l->tls);
 	if (l->rings)
 		munmap(l->rings, l->rings_len);
 	seams_bpf__destroy(l->skel);

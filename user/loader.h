@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <linux/types.h>
 
 #include "seams.h"
@@ -13,9 +14,11 @@
 struct loader_opts {
 	bool verbose;             /* libbpf's own output */
 	const uint64_t *cgroups;  /* --cgroup ids; none = the whole host */
+	const char *const *cgroup_paths; /* the same, as /proc/PID/cgroup names them */
 	size_t ncgroups;
 	const uint16_t *pg_ports;  /* PostgreSQL server ports besides 5432 */
 	size_t npg_ports;
+	int tls_probe;            /* TLS_PROBE_* (collector.h) */
 };
 
 struct loader;
@@ -35,6 +38,12 @@ int loader_set_cgroups(struct loader *l, const uint64_t *ids, size_t n);
  * unit's cgroup when it stops and makes a new one, with a new id, at the
  * same path when it starts again. */
 void loader_follow_cgroups(struct loader *l, struct cgnames *names, const char *const *args, size_t n);
+/* OpenSSL probes: on a process that just exec'd (EV_EXEC), and on every
+ * traced process now and then (it does its work at most every 2 s). */
+void loader_tls_exec(struct loader *l, pid_t pid);
+void loader_tls_scan(struct loader *l);
+struct tlsprobe_stats;
+void loader_tls_stats(struct loader *l, struct tlsprobe_stats *s);
 /* The ring buffer's fd, for ring_buffer__new(). */
 int loader_events_fd(struct loader *l);
 /* The per-CPU PostgreSQL rings, mmapped; *ncpu of them. */

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "metrics.h"
+#include "tlsprobe.h"
 
 #ifndef SEAMS_VERSION
 #define SEAMS_VERSION "dev"
@@ -202,6 +203,7 @@ static void self_metrics(struct strbuf *b, const struct collector *c)
 {
 	const char *build[] = { "version", SEAMS_VERSION, NULL };
 	const char *reason[] = { "reason", NULL, NULL };
+	struct tlsprobe_stats tls;
 	long rss = rss_bytes();
 
 	prom_family(b, "seams_build_info", "gauge", "seams' version; always 1");
@@ -233,6 +235,15 @@ static void self_metrics(struct strbuf *b, const struct collector *c)
 	prom_sample(b, "seams_open_connections", NULL, (double)conntrack_open_count(&c->ct));
 	prom_family(b, "seams_pg_statements_total", "counter", "PostgreSQL statements decoded");
 	prom_sample(b, "seams_pg_statements_total", NULL, (double)c->pg.statements);
+	prom_family(b, "seams_pg_tls_connections_total", "counter",
+		    "PostgreSQL TLS connections decoded from OpenSSL's plaintext");
+	prom_sample(b, "seams_pg_tls_connections_total", NULL, (double)c->pg.tls_connections);
+	prom_family(b, "seams_pg_encrypted_connections_total", "counter",
+		    "PostgreSQL connections that negotiated TLS or GSS and could not be decoded");
+	prom_sample(b, "seams_pg_encrypted_connections_total", NULL, (double)c->pg.encrypted_connections);
+	loader_tls_stats(c->loader, &tls);
+	prom_family(b, "seams_tls_probed_processes", "gauge", "Processes whose OpenSSL is probed now");
+	prom_sample(b, "seams_tls_probed_processes", NULL, (double)tls.procs);
 	if (rss >= 0) {
 		prom_family(b, "seams_memory_bytes", "gauge", "Resident memory of the agent");
 		prom_sample(b, "seams_memory_bytes", NULL, (double)rss);

@@ -26,6 +26,8 @@ struct pgconn {
 	uint16_t port, lport;
 	bool synced;    /* seen from its startup message */
 	bool terminated;/* sent Terminate: let go after this event */
+	bool tls;       /* the plaintext stream of a TLS connection */
+	bool counted_encrypted; /* counted as not decodable */
 	char *dbname;
 	uint64_t last_ns, db_tried_ns;
 	struct u64map aggs; /* a shortcut to its aggregates; emptied by sweeps */
@@ -306,7 +308,7 @@ static void stmt_record(struct pgtrack *pt, struct sqlagg *a, const struct sql_i
 }
 
 static void agg_record(struct pgtrack *pt, struct sqlagg *a, int access, const struct sql_info *info,
-		       const struct pg_stmt *st)
+		       const struct pg_stmt *st, bool tls)
 {
 	uint64_t ns = st->end_ns > st->start_ns ? st->end_ns - st->start_ns : 0;
 
@@ -319,6 +321,7 @@ static void agg_record(struct pgtrack *pt, struct sqlagg *a, int access, const s
 		s->reads += !!(access & TABLE_READ);
 		s->writes += !!(access & TABLE_WRITE);
 		s->ddl += !!(access & TABLE_DDL);
+		s->tls += tls;
 		hist_add(&s->latency, ns);
 		if (!s->first_ns || st->start_ns < s->first_ns)
 			s->first_ns = st->start_ns;
@@ -345,6 +348,7 @@ static void on_encrypted(void *ctx)
 	struct sqlagg *a;
 
 	pc->pt->encrypted_connections++;
+	pc->counted_encrypted = true;
 	a = agg_get(pc, NULL, NULL, NULL);
 	if (!a)
 		return;
@@ -366,15 +370,15 @@ static void on_statement(void *ctx, const struct pg_stmt *st)
 	pt->statements++;
 	if (!st->sql) {
 		pt->unknown_statements++;
-		agg_record(pt, agg_get(pc, NULL, "UNKNOWN", st->sqlstate), 0, NULL, st);
+		agg_record(pt, agg_get(pc, NULL, "UNKNOWN", st->sqlstate), 0, NULL, st, pc->tls);
 		return;
 	}
 	info = sql_cache_lookup(pt->cache, st->sql);
 	if (!info->ntables)
-		agg_record(pt, agg_get(pc, NULL, info->kind, st->sqlstate), 0, info, st);
+		agg_record(pt, agg_get(pc, NULL, info->kind, st->sqlstate), 0, info, st, pc->tls);
 	for (size_t i = 0; i < info->ntables; i++)
 		agg_record(pt, agg_get(pc, info->tables[i].name, info->kind, st->sqlstate),
-			   info->tables[i].access, info, st);
+			   info->tables[i].access, info, st, pc->tls);
 }
 
 static void on_terminate(void *ctx)
@@ -411,6 +415,21 @@ static struct service *unix_server(struct pgtrack *pt, const char *path)
 	return s;
 }
 
+/* A TLS connection whose plaintext turned up: it is decoded after all. */
+static void tls_decoded(struct pgtrack *pt, struct pgconn *cipher)
+{
+	struct sqlagg *a;
+
+	if (!cipher->counted_encrypted)
+		return;
+	cipher->counted_encrypted = false;
+	pt->encrypted_connections--;
+	a = agg_get(cipher, NULL, NULL, NULL);
+	for (int w = 0; a && w < STAT_NR; w++)
+		if (a->st[w].encrypted)
+			a->st[w].encrypted--;
+}
+
 void pgtrack_open(struct pgtrack *pt, const struct pg_open_event *e, struct service *client)
 {
 	struct pgconn *pc = calloc(1, sizeof(*pc)), *old;
@@ -435,6 +454,7 @@ void pgtrack_open(struct pgtrack *pt, const struct pg_open_event *e, struct serv
 	}
 	pc->server = strdup(buf);
 	pc->synced = e->synced;
+	pc->tls = e->sock & PG_TLS_STREAM;
 	pc->dec = pg_conn_new(&callbacks, pc, e->synced);
 	if (!pc->server || !pc->dec) {
 		free(pc->server);
@@ -452,6 +472,16 @@ void pgtrack_open(struct pgtrack *pt, const struct pg_open_event *e, struct serv
 		conn_free(pt, pc);
 		pt->ct->dropped[DROP_CONNS]++;
 		return;
+	}
+	if (pc->tls) {
+		struct pgconn *cipher = u64map_get(&pt->conns, e->sock & ~PG_TLS_STREAM);
+
+		pt->tls_connections++;
+		/* One connection, two streams: counted once. */
+		if (cipher) {
+			tls_decoded(pt, cipher);
+			return;
+		}
 	}
 	pt->connections++;
 }
@@ -502,6 +532,9 @@ void pgtrack_close(struct pgtrack *pt, uint64_t sock)
 	struct pgconn *pc = u64map_del(&pt->conns, sock);
 
 	if (pc)
+		conn_free(pt, pc);
+	/* A TCP close ends its TLS plaintext stream too. */
+	if (!(sock & PG_TLS_STREAM) && (pc = u64map_del(&pt->conns, sock | PG_TLS_STREAM)))
 		conn_free(pt, pc);
 }
 
@@ -662,6 +695,8 @@ static void render_agg(void *ctx, const struct sqlagg *a)
 		json_count_add(e, "statements_other", (json_int_t)s->other_stmts);
 	if (s->encrypted)
 		json_count_add(e, "encrypted_connections", (json_int_t)s->encrypted);
+	if (s->tls)
+		json_object_set_new(e, "tls", json_true());
 	if (s->first_ns) {
 		graph_seen(e, s->first_ns + r->off);
 		graph_seen(e, s->last_ns + r->off);

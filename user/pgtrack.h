@@ -22,6 +22,7 @@ struct sql_cache;
 
 struct sqlstats {
 	uint64_t count, reads, writes, ddl, encrypted;
+	uint64_t tls;         /* statements decoded from TLS plaintext */
 	uint64_t first_ns, last_ns;
 	uint64_t other_stmts; /* statements whose text did not fit */
 	struct hist latency;
@@ -62,7 +63,8 @@ struct pgtrack {
 	struct sql_cache *cache;
 	uint64_t statements;
 	uint64_t unknown_statements;
-	uint64_t encrypted_connections;
+	uint64_t encrypted_connections; /* TLS or GSS, not decoded */
+	uint64_t tls_connections;       /* TLS, decoded from the library's plaintext */
 	uint64_t undecodable_bytes; /* from decoders already freed */
 	uint64_t connections;
 	uint64_t idle_closed;     /* decoders let go after idling (no close seen) */

@@ -13,6 +13,9 @@
 #   - psql as postgres with the test's own password
 # Then no marker may appear in the graph, in seams' stdout or stderr, or in
 # any file under the directory seams wrote into; the tables must be there.
+# All of it twice against one server with ssl = on: in plain text
+# (sslmode=disable), then over TLS (sslmode=require), where the plaintext
+# comes from the uprobes on libssl and must obey the same rules.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_root; require_cgroup2; require_seams; require_cmd jq gcc grep
@@ -67,31 +70,38 @@ cc_libpq "$TEST_TMP/bind.c" "$TEST_TMP/bind"
 cg_new db
 cg_new privapp
 cg_new privpsql
-pg_start --password --cgroup db
+pg_start --password --ssl --cgroup db
 grep -q 'password' "$PGDATA/pg_hba.conf" || fail "pg_hba.conf does not use password auth"
+pg_psql -c "CREATE ROLE app LOGIN SUPERUSER PASSWORD '$APP_PW'" > /dev/null || fail "create role failed"
+PSQL=$PG_BIN/psql
+
+# round SSLMODE: one capture, every client with sslmode=SSLMODE.
+round() {
+export PGSSLMODE=$1
+info "--- sslmode=$PGSSLMODE"
 # Setup before the capture (Unix socket, trust).  Marker rows exist only in
 # the table: during the capture they travel only in DataRows / CopyData.
-pg_psql -c "CREATE ROLE app LOGIN SUPERUSER PASSWORD '$APP_PW'" \
+pg_psql -c "DROP SCHEMA public CASCADE" -c "CREATE SCHEMA public" \
 	-c "CREATE TABLE priv (id int PRIMARY KEY, v text)" \
 	-c "CREATE TABLE priv_rows (id int, secret text)" \
 	-c "INSERT INTO priv_rows SELECT g, 'row-MARKER-3b7d-' || g FROM generate_series(1, 50) g" \
 	-c "CREATE TABLE priv_copy (id int, v text)" \
 	-c "CREATE TABLE priv_uniq (v text PRIMARY KEY)" > /dev/null || fail "setup failed"
 
-PSQL=$PG_BIN/psql
-OUT=$TEST_TMP/out
+OUT=$TEST_TMP/out.$PGSSLMODE
 mkdir "$OUT"
 G=$OUT/graph.json
-seams_capture_bg "$G" --cgroup "$CG_PARENT" --pg-port "$PGPORT" > "$OUT/seams.stdout"
+# File-wide TLS probes: the clients here live a few milliseconds each.
+seams_capture_bg "$G" --cgroup "$CG_PARENT" --pg-port "$PGPORT" --tls-probe file > "$OUT/seams.stdout"
 # seams' stderr is in $SEAMS_ERR (in $TEST_TMP); checked below.
 
 # 1. libpq: password login and bind values.
-cg_run privapp timeout 30 "$TEST_TMP/bind" "host=127.0.0.1 port=$PGPORT user=app password=$APP_PW dbname=postgres" \
+cg_run privapp timeout 30 "$TEST_TMP/bind" "host=127.0.0.1 port=$PGPORT user=app password=$APP_PW dbname=postgres sslmode=$PGSSLMODE" \
 	> "$TEST_TMP/bind.log" 2>&1 || { cat "$TEST_TMP/bind.log" >&2; fail "libpq client failed"; }
 
 # 2. psql as app over TCP, password from the environment.
 app_psql() {
-	cg_run privpsql env PGPASSWORD="$APP_PW" timeout 30 "$PSQL" -X -q -v ON_ERROR_STOP=1 \
+	cg_run privpsql env PGPASSWORD="$APP_PW" PGSSLMODE="$PGSSLMODE" timeout 30 "$PSQL" -X -q -v ON_ERROR_STOP=1 \
 		-h 127.0.0.1 -p "$PGPORT" -U app -d postgres "$@"
 }
 app_psql -c "INSERT INTO priv (id, v) VALUES ($NUM, 'lit-MARKER-91c2')" \
@@ -125,7 +135,7 @@ if app_psql -c "SELECT 'errlit-MARKER-e5e5'::int" > "$TEST_TMP/err2.log" 2>&1; t
 fi
 
 # 3. psql as postgres with the test's password.
-cg_run privpsql env PGPASSWORD="$PG_PASSWORD" timeout 30 "$PSQL" -X -q -v ON_ERROR_STOP=1 \
+cg_run privpsql env PGPASSWORD="$PG_PASSWORD" PGSSLMODE="$PGSSLMODE" timeout 30 "$PSQL" -X -q -v ON_ERROR_STOP=1 \
 	-h 127.0.0.1 -p "$PGPORT" -U postgres -d postgres -c "SELECT count(*) FROM priv" > /dev/null ||
 	fail "psql as postgres failed"
 
@@ -153,3 +163,14 @@ assert_edge "$G" svc:privpsql "$T.priv_rows" sql '.operations.SELECT == 1 and .a
 assert_edge "$G" svc:privpsql "$T.priv_copy" sql '.access.write == 1'
 assert_edge "$G" svc:privpsql "$T.priv_uniq" sql '.operations.INSERT == 2 and .errors == {"23505": 1}'
 assert_jq "$G" '.capture.pg_lost_bytes == 0 and .capture.pg_events_lost == 0' "nothing lost"
+if [ "$PGSSLMODE" = require ]; then
+	assert_jq "$G" '.capture.pg_tls_connections == .capture.pg_connections and .capture.pg_connections >= 8 and .capture.pg_encrypted_connections == 0
+		and ([.edges[] | select(.kind == "sql") | .tls == true] | all)' \
+		"over TLS: every connection decoded, every sql edge says tls: true"
+else
+	assert_jq "$G" '.capture.pg_tls_connections == 0' "sslmode=disable: no TLS"
+fi
+}
+
+round disable
+round require

@@ -110,6 +110,57 @@ static void test_graph_twice(void **state)
 	conntrack_free(&ct);
 }
 
+/* A TLS connection: its socket's stream asks for TLS and gets 'S' (counted
+ * as encrypted), then its plaintext stream (the socket's key | 1) starts
+ * with the startup message.  Decoded after all: one connection, not
+ * encrypted, its edge says tls; the socket's close ends both streams. */
+static void test_tls_stream(void **state)
+{
+	static const uint8_t sslreq[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
+	static const char params[] = "\0\3\0\0user\0app\0database\0shop\0";
+	struct pg_open_event o = { .type = EV_PG_OPEN, .sock = 0x1000, .ts_ns = 1000, .family = AF_INET6,
+				   .lport = 40000, .rport = 5432, .synced = 1 };
+	uint8_t startup[64];
+	struct conntrack ct;
+	struct pgtrack pt;
+	struct service *web;
+	char *a;
+
+	conntrack_init(&ct);
+	assert_int_equal(pgtrack_init(&pt, &ct), 0);
+	web = conntrack_service(&ct, "web", "/t/web", "psql");
+	o.raddr[15] = 1;
+	pgtrack_open(&pt, &o, web);
+	feed(&pt, 0x1000, PG_DIR_FRONTEND, sslreq, sizeof(sslreq), 1100);
+	feed(&pt, 0x1000, PG_DIR_BACKEND, "S", 1, 1200);
+	assert_int_equal(pt.encrypted_connections, 1);
+	a = dump(&pt, STAT_TOTAL);
+	assert_non_null(strstr(a, "\"encrypted_connections\": 1"));
+	free(a);
+
+	o.sock = 0x1000 | PG_TLS_STREAM;
+	o.ts_ns = 1300;
+	pgtrack_open(&pt, &o, web);
+	startup[0] = startup[1] = startup[2] = 0;
+	startup[3] = (uint8_t)(4 + sizeof(params));
+	memcpy(startup + 4, params, sizeof(params));
+	feed(&pt, o.sock, PG_DIR_FRONTEND, startup, 4 + sizeof(params), 1400);
+	query(&pt, o.sock, "SELECT v FROM t WHERE id = 1", "SELECT 1", 2000);
+	assert_int_equal(pt.encrypted_connections, 0);
+	assert_int_equal(pt.tls_connections, 1);
+	assert_int_equal(pt.connections, 1);
+	a = dump(&pt, STAT_TOTAL);
+	assert_null(strstr(a, "encrypted_connections"));
+	assert_non_null(strstr(a, "\"tls\": true"));
+	assert_non_null(strstr(a, "shop"));
+	assert_non_null(strstr(a, "\"SELECT\": 1"));
+	free(a);
+	pgtrack_close(&pt, 0x1000);
+	assert_int_equal(pt.conns.len, 0);
+	pgtrack_free(&pt);
+	conntrack_free(&ct);
+}
+
 /* Idle aggregates go, and the services only they held go with them. */
 static void test_evict(void **state)
 {
@@ -198,6 +249,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_graph_twice),
 		cmocka_unit_test(test_evict),
+		cmocka_unit_test(test_tls_stream),
 		cmocka_unit_test(test_statement_cap),
 		cmocka_unit_test(test_table_cap),
 	};
