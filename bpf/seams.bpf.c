@@ -707,7 +707,7 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 		si->exchanges += dir == PG_DIR_FRONTEND;
 		nest_turn(sk, si->server, dir);
 	}
-	if (si->kind >= SK_TCP)
+	if (si->kind >= SK_TCP && tls_entered)
 		tls_io(sk, si);
 	if (si->kind < SK_CANDIDATE)
 		return 0;

@@ -65,6 +65,11 @@ struct {
 	__type(value, struct tls_stream);
 } tls_streams SEC(".maps");
 
+/* Set once any traced thread has entered an SSL call: until then, a send
+ * or receive on a traced socket skips the per-thread lookup (a host with
+ * no TLS clients pays nothing for it). */
+__u32 tls_entered = 0;
+
 static __always_inline void tls_close(__u64 sk)
 {
 	bpf_map_delete_elem(&tls_streams, &sk);
@@ -98,6 +103,8 @@ static __always_inline int tls_enter(void *ssl, const void *buf, void *outp, __u
 
 	if (!capturing || !traced_task())
 		return 0;
+	if (!tls_entered)
+		tls_entered = 1;
 	t = bpf_map_lookup_elem(&tls_threads, &id);
 	if (!t) {
 		bpf_map_update_elem(&tls_threads, &id, &fresh, BPF_NOEXIST);
