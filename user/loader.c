@@ -23,6 +23,7 @@
 #include "tlsprobe.h"
 
 #define TLS_SCAN_NS 2000000000ULL
+#define TLS_FULL_SCAN_NS 30000000000ULL
 
 struct loader {
 	struct seams_bpf *skel;
@@ -34,6 +35,7 @@ struct loader {
 	uint64_t cgroups_checked_ns;
 	struct tlsprobe *tls;
 	uint64_t tls_scanned_ns;
+	uint64_t tls_full_ns;
 };
 
 static bool verbose;
@@ -170,8 +172,8 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 	 * attaching takes a while and the connections opened meanwhile must
 	 * be seen opening.  Their TLS connections are followed from the next
 	 * message boundary on. */
-	tlsprobe_scan(l->tls);
-	l->tls_scanned_ns = mono_ns();
+	tlsprobe_scan(l->tls, true);
+	l->tls_scanned_ns = l->tls_full_ns = mono_ns();
 	return l;
 fail:
 	loader_stop(l);
@@ -235,7 +237,9 @@ void loader_tls_scan(struct loader *l)
 	if (!l->tls || now - l->tls_scanned_ns < TLS_SCAN_NS)
 		return;
 	l->tls_scanned_ns = now;
-	tlsprobe_scan(l->tls);
+	if (now - l->tls_full_ns >= TLS_FULL_SCAN_NS)
+		l->tls_full_ns = now;
+	tlsprobe_scan(l->tls, l->tls_full_ns == now);
 }
 
 void loader_tls_stats(struct loader *l, struct tlsprobe_stats *s)

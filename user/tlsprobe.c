@@ -4,7 +4,9 @@
  * right after its exec, before it loads libssl, on every libssl file seen
  * so far.  A periodic scan catches what that misses: processes already
  * running at the start, forked without exec, or loading a libssl from
- * elsewhere. */
+ * elsewhere: every 2 s the processes that are new since the last scan,
+ * every 30 s all of them again (a process already seen that dlopens a
+ * libssl later is probed within 30 s). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -158,6 +160,11 @@ struct tlsprobe {
 	struct tls_proc all;         /* those probes */
 	uint64_t unprobed;
 	pid_t self;
+	/* The pids the last scan found, sorted: a scan between full ones
+	 * looks only at the others, since reading every process's cgroup,
+	 * stat and maps every 2 s cost the collector more than decoding. */
+	pid_t *known;
+	size_t nknown;
 };
 
 /* The file offsets of the SSL_* functions a file exports. */
@@ -422,8 +429,24 @@ static bool in_scope(struct tlsprobe *tp, pid_t pid)
 	return in;
 }
 
-void tlsprobe_scan(struct tlsprobe *tp)
+static int pid_cmp(const void *a, const void *b)
 {
+	pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+static void mark_seen(struct tlsprobe *tp, pid_t pid)
+{
+	for (int i = 0; i < tp->nprocs; i++)
+		if (tp->procs[i].pid == pid)
+			tp->procs[i].seen = true;
+}
+
+void tlsprobe_scan(struct tlsprobe *tp, bool full)
+{
+	size_t npids = 0, cap = 0;
+	pid_t *pids = NULL;
 	struct dirent *d;
 	DIR *dir;
 	int kept = 0;
@@ -437,12 +460,32 @@ void tlsprobe_scan(struct tlsprobe *tp)
 		char *end;
 		long pid = strtol(d->d_name, &end, 10);
 
-		if (*end || pid <= 0 || !in_scope(tp, (pid_t)pid))
+		if (*end || pid <= 0)
 			continue;
-		probe(tp, (pid_t)pid, false);
+		if (npids == cap) {
+			pid_t *more = realloc(pids, (cap = cap ? 2 * cap : 512) * sizeof(*pids));
+
+			/* Out of memory: the pids not kept are looked at again next time. */
+			if (!more)
+				cap = npids;
+			else
+				pids = more;
+		}
+		if (npids < cap)
+			pids[npids++] = (pid_t)pid;
+		if (!full && bsearch(&(pid_t){ (pid_t)pid }, tp->known, tp->nknown, sizeof(pid_t), pid_cmp)) {
+			mark_seen(tp, (pid_t)pid);
+			continue;
+		}
+		if (in_scope(tp, (pid_t)pid))
+			probe(tp, (pid_t)pid, false);
 	}
 	if (dir)
 		closedir(dir);
+	qsort(pids, npids, sizeof(*pids), pid_cmp);
+	free(tp->known);
+	tp->known = pids;
+	tp->nknown = npids;
 	/* Processes that exited, or left the traced cgroups. */
 	for (int i = 0; i < tp->nprocs; i++) {
 		struct tls_proc *p = &tp->procs[i];
@@ -531,6 +574,7 @@ void tlsprobe_free(struct tlsprobe *tp)
 		proc_release(tp, &tp->procs[i]);
 	proc_release(tp, &tp->all);
 	reaper_stop(&tp->reaper);
+	free(tp->known);
 	for (size_t i = 0; i < tp->nscopes; i++)
 		free(tp->scopes[i]);
 	free(tp->scopes);

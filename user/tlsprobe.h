@@ -33,9 +33,10 @@ struct tlsprobe *tlsprobe_new(struct bpf_program *const entry[TLS_NFUNCS], struc
 			      const char *const *scopes, size_t nscopes, bool file_wide);
 /* Probe process pid (traced: the caller checked), e.g. right after its exec. */
 void tlsprobe_pid(struct tlsprobe *tp, pid_t pid);
-/* Probe every traced process not yet probed, and libraries they loaded
- * since; let go of processes that exited. */
-void tlsprobe_scan(struct tlsprobe *tp);
+/* Probe the traced processes that started since the last scan (full: all
+ * of them, and the libraries they loaded since); let go of processes that
+ * exited. */
+void tlsprobe_scan(struct tlsprobe *tp, bool full);
 void tlsprobe_stats(const struct tlsprobe *tp, struct tlsprobe_stats *s);
 /* Detach everything. */
 void tlsprobe_free(struct tlsprobe *tp);
