@@ -302,6 +302,13 @@ cc_libpq() {
 
 # --- seams capture ----------------------------------------------------------
 
+# seams_prog_ids PID: the ids of the BPF programs process PID holds open, as
+# a JSON array.  Its fds come and go while it runs (it reads /proc, and
+# attaches TLS probes): one that closes during the read is not an error.
+seams_prog_ids() {
+	{ grep -h '^prog_id:' "/proc/$1"/fdinfo/* 2>/dev/null || true; } | awk '{ print $2 }' | jq -sc .
+}
+
 # seams_capture_bg OUT ARGS...: start `seams capture --output OUT ARGS...` in
 # the background and wait (up to 30 s) until it reports "attached" on stderr.
 # SIGINT and SIGTERM get their default disposition (as in a terminal), not

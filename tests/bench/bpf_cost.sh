@@ -67,9 +67,6 @@ ncpu=$(nproc)
 # Only this capture's programs: a neighbour's test may load its own seams,
 # whose programs have the same names.  They are the ones it holds open.
 progs='map(select(.id as $i | any($ids[]; . == $i)) | select(.name == "on_send" or .name == "on_recv" or .name == "on_sock_state"))'
-own_progs() {
-	grep -h '^prog_id:' "/proc/$SEAMS_PID"/fdinfo/* 2>/dev/null | awk '{ print $2 }' | jq -sc .
-}
 tick=$(getconf CLK_TCK)
 
 # One line per run: build, then program, runs and ns per run for each, then
@@ -80,7 +77,7 @@ for r in $(seq "$ROUNDS"); do
 		SEAMS=${bins[$i]} seams_capture_bg "$TEST_TMP/graph.json" "${opts[@]}"
 		# The programs count from their load; the verifier's time is the
 		# collector's before it attaches.
-		ids=$(own_progs)
+		ids=$(seams_prog_ids "$SEAMS_PID")
 		read -r bpf0 cnt0 < <(bpftool prog show --json | jq -r --argjson ids "$ids" "$progs | \"\\(map(.run_time_ns // 0) | add) \\(map(.run_cnt // 0) | add)\"")
 		t0=$(now); c0=$(cpu_ticks)
 		sleep "$SECS"

@@ -192,7 +192,7 @@ seams_parts_read() {
 	local coll prog=0 ids
 	read -r coll _ < "/proc/$SEAMS_PID/schedstat"
 	if [ "$BPF_STATS" = 1 ]; then
-		ids=$(grep -h '^prog_id:' "/proc/$SEAMS_PID"/fdinfo/* 2>/dev/null | awk '{ print $2 }' | jq -sc .)
+		ids=$(seams_prog_ids "$SEAMS_PID")
 		prog=$(bpftool prog show --json | jq --argjson ids "$ids" \
 			'[.[] | select(.id as $i | any($ids[]; . == $i)) | .run_time_ns // 0] | add // 0')
 	fi
