@@ -56,21 +56,13 @@ static void service_free(struct service *s)
 	free(s);
 }
 
-static void nest_free(struct u64map *m)
+/* Free a map whose values head hash chains: tcpagg and nestagg both start
+ * with their next pointer. */
+static void chains_free(struct u64map *m)
 {
-	struct nestagg *a, *next;
-
-	u64map_for_each(m, i, a)
-		for (; a; a = next) {
-			next = a->next;
-			free(a);
-		}
-	u64map_free(m);
-}
-
-static void aggs_free(struct u64map *m)
-{
-	struct tcpagg *a, *next;
+	struct chain {
+		struct chain *next;
+	} *a, *next;
 
 	u64map_for_each(m, i, a)
 		for (; a; a = next) {
@@ -98,8 +90,8 @@ void conntrack_free(struct conntrack *ct)
 		service_free(s);
 	u64map_for_each(&ct->servers, i, ep)
 		free(ep);
-	aggs_free(&ct->aggs);
-	nest_free(&ct->nest);
+	chains_free(&ct->aggs);
+	chains_free(&ct->nest);
 	u64map_free(&ct->closing);
 	u64map_free(&ct->services);
 	u64map_free(&ct->open);
@@ -1027,7 +1019,7 @@ void conntrack_for_each_edge(const struct conntrack *ct, int which,
 			next = t->next;
 			fn(ctx, t);
 		}
-	aggs_free(&live);
+	chains_free(&live);
 }
 
 uint64_t conntrack_client_gone(const struct conntrack *ct)
