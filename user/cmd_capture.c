@@ -39,10 +39,10 @@ static void usage(FILE *f)
 		"  -p, --pg-port PORT      PostgreSQL also listens on PORT (5432 always does);\n"
 		"                          repeatable.  Other ports are found by traffic shape\n"
 		"      --tls-probe MODE    how OpenSSL is probed to decode PostgreSQL over TLS:\n"
-		"                          process (each traced process, from its exec;\n"
-		"                          nothing else pays), file (each libssl once: traced\n"
-		"                          from their first call, but every process using it\n"
-		"                          takes the breakpoint), off (default: only counted)\n"
+		"                          process (default: each traced process, from its\n"
+		"                          exec; nothing else pays), file (each libssl once:\n"
+		"                          traced from their first call, but every process\n"
+		"                          using it takes the breakpoint), off (only counted)\n"
 		"  -v, --verbose           show libbpf's messages\n");
 }
 

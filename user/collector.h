@@ -25,7 +25,7 @@ struct collector_opts {
 	int tls_probe;  /* TLS_PROBE_* */
 };
 
-enum { TLS_PROBE_OFF, TLS_PROBE_PROCESS, TLS_PROBE_FILE };
+enum { TLS_PROBE_PROCESS /* the default */, TLS_PROBE_FILE, TLS_PROBE_OFF };
 
 /* The long options every collector command takes, for getopt_long. */
 #define COLLECTOR_LONGOPTS \

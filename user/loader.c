@@ -160,12 +160,14 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 			[TLS_READ] = l->skel->progs.ssl_read, [TLS_READ_EX] = l->skel->progs.ssl_read_ex,
 		};
 
+		char why[256];
+
 		l->tls = tlsprobe_new(entry, l->skel->progs.ssl_ret, o->cgroup_paths, o->ncgroups,
-				      o->tls_probe == TLS_PROBE_FILE);
-		if (!l->tls) {
-			snprintf(err, len, "out of memory");
-			goto fail;
-		}
+				      o->tls_probe == TLS_PROBE_FILE, why, sizeof(why));
+		/* The rest of what seams sees does not depend on it. */
+		if (!l->tls)
+			fprintf(stderr, "seams: PostgreSQL over TLS will only be counted, not decoded: %s; "
+				"mount tracefs, or pass --tls-probe off\n", why);
 	}
 	l->skel->bss->capturing = 1;
 	/* Processes already running: probed after capturing starts, since
@@ -239,7 +241,7 @@ void loader_tls_scan(struct loader *l)
 	l->tls_scanned_ns = now;
 	if (now - l->tls_full_ns >= TLS_FULL_SCAN_NS)
 		l->tls_full_ns = now;
-	tlsprobe_scan(l->tls, l->tls_full_ns == now);
+	tlsprobe_scan_later(l->tls, l->tls_full_ns == now);
 }
 
 void loader_tls_stats(struct loader *l, struct tlsprobe_stats *s)

@@ -1,24 +1,46 @@
 /* OpenSSL probes per process (see tlsprobe.h).  A uprobe attached for one
  * process puts breakpoints only in that process's memory, and a library
- * the process maps later gets them as it is mapped: a process is probed
- * right after its exec, before it loads libssl, on every libssl file seen
- * so far.  A periodic scan catches what that misses: processes already
- * running at the start, forked without exec, or loading a libssl from
- * elsewhere: every 2 s the processes that are new since the last scan,
- * every 30 s all of them again (a process already seen that dlopens a
- * libssl later is probed within 30 s). */
+ * the process maps later gets them as it is mapped: a process that may
+ * use TLS (its executable exports SSL_*, links libssl or libpq, or is an
+ * interpreter that loads them at run time) is probed right after its
+ * exec, before it loads libssl, on every libssl file seen so far.  Any
+ * other process that exec'd is looked at once more 100 ms later, when its
+ * libraries are mapped.  A periodic scan catches the rest: processes
+ * already running at the start, forked without exec, or loading a libssl
+ * from elsewhere: every 2 s the processes that are new since the last
+ * scan, every 30 s all of them again (a process already seen that dlopens
+ * a libssl later is probed within 30 s).
+ *
+ * All of it runs on a thread of its own, so the collector never waits for
+ * the kernel's uprobe registration.
+ *
+ * How they attach matters more: a uprobe perf event of its own (what
+ * libbpf makes) registers and unregisters a uprobe each time, under a
+ * kernel-wide mutex, and each unregistration waits for an RCU tasks-trace
+ * grace period: 20 python processes' probes took 17 s to detach, and an
+ * exec storm queued attaches behind detaches.  Instead each SSL function
+ * of a file is one tracefs uprobe event, created once; the programs hang
+ * on it once, through a "carrier" perf event on seams' own process (the
+ * kernel runs the programs of an event for every process its filter
+ * admits); and a process is probed by opening a perf event on it for
+ * that trace event, which only adds it to the filter: 160 opens took
+ * 38 ms, their closes 77 ms. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
 #include <limits.h>
+#include <linux/perf_event.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -27,7 +49,10 @@
 #include "seams.h"
 #include "tlsprobe.h"
 
-#define MAX_FILES     128  /* distinct executables and libraries looked at */
+#define MAX_FILES     128  /* distinct TLS executables and libraries */
+#define MAX_SEEN      512  /* files looked at, TLS or not (round robin) */
+#define EXEC_QUEUE    256  /* execs waiting for the worker */
+#define LATER_NS      100000000ULL /* a second look at an exec'd process */
 #define MAX_PROC_LIBS 16   /* TLS libraries probed per process, or file-wide */
 /* A process probed at exec that has not mapped a TLS library by then is
  * let go (its slot is needed more elsewhere); a later dlopen is caught by
@@ -48,6 +73,20 @@ struct tls_file {
 	bool tls;                    /* exports SSL_write */
 	uint64_t off[TLS_NFUNCS];    /* file offsets; 0: not exported */
 	char path[PATH_MAX];         /* in seams' own mount namespace, or "" */
+	/* Per SSL function, entry and return (2 * k, 2 * k + 1): */
+	int ev[2 * TLS_NFUNCS];      /* the tracefs event's id; 0: not made */
+	struct bpf_link *carrier[2 * TLS_NFUNCS]; /* the program on it */
+	bool ev_failed;              /* the kernel refused: not tried again */
+};
+
+/* A file looked at once, by inode: fi is its index in files when it
+ * exports SSL_*; loads_tls: an executable that links libssl or libpq, or
+ * an interpreter that loads them itself. */
+struct seen_file {
+	dev_t dev;
+	ino_t ino;
+	int fi;
+	bool loads_tls;
 };
 
 struct tls_proc {
@@ -58,100 +97,40 @@ struct tls_proc {
 	time_t probed;               /* when first probed */
 	int files[MAX_PROC_LIBS];    /* indexes in tp->files */
 	int nfiles;
-	struct bpf_link *links[MAX_PROC_LIBS][2 * TLS_NFUNCS];
+	int fds[MAX_PROC_LIBS][2 * TLS_NFUNCS]; /* perf event fd + 1; 0: none */
 };
 
-/* Detaching a uprobe waits for RCU grace periods, about 100 ms each: one
- * after another, a process's eight probes took most of a second and
- * stalled the event loop.  Reaper threads detach them in the background,
- * together, so their waits overlap. */
-#define REAPERS 16
+struct exec_req {
+	pid_t pid;
+	uint64_t due_ns;             /* for a second look: when */
+};
 
-struct reaper {
+/* The collector hands execs and scans to the worker; the worker hands
+ * back its figures, so a snapshot never waits for an attach. */
+struct worker {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct bpf_link **q;
-	size_t n, cap;
-	bool stop;
-	pthread_t th[REAPERS];
-	int nth;
+	struct exec_req q[EXEC_QUEUE];   /* new execs, a ring */
+	size_t qhead, qn;
+	bool scan, full, stop, started;
+	uint64_t dropped;                /* execs the queue had no room for */
+	struct tlsprobe_stats stats;     /* as of the worker's last step */
+	pthread_t th;
 };
 
-static void *reap(void *arg)
-{
-	struct reaper *r = arg;
-
-	for (;;) {
-		struct bpf_link *link;
-
-		pthread_mutex_lock(&r->mu);
-		while (!r->n && !r->stop)
-			pthread_cond_wait(&r->cv, &r->mu);
-		if (!r->n) {
-			pthread_mutex_unlock(&r->mu);
-			return NULL;
-		}
-		link = r->q[--r->n];
-		pthread_mutex_unlock(&r->mu);
-		bpf_link__destroy(link);
-	}
-}
-
-static void reaper_init(struct reaper *r)
-{
-	pthread_mutex_init(&r->mu, NULL);
-	pthread_cond_init(&r->cv, NULL);
-}
-
-static void detach(struct reaper *r, struct bpf_link *link)
-{
-	if (!link)
-		return;
-	/* Started on first use, not before: the agent drops capabilities
-	 * once attached, which it can only do with one thread running. */
-	for (; r->nth < REAPERS; r->nth++)
-		if (pthread_create(&r->th[r->nth], NULL, reap, r))
-			break;
-	pthread_mutex_lock(&r->mu);
-	if (r->nth && r->n == r->cap) {
-		size_t cap = r->cap ? 2 * r->cap : 256;
-		struct bpf_link **q = realloc(r->q, cap * sizeof(*q));
-
-		if (q) {
-			r->q = q;
-			r->cap = cap;
-		}
-	}
-	if (r->nth && r->n < r->cap) {
-		r->q[r->n++] = link;
-		pthread_cond_signal(&r->cv);
-		link = NULL;
-	}
-	pthread_mutex_unlock(&r->mu);
-	bpf_link__destroy(link); /* no thread or no memory: here, then */
-}
-
-/* Wait until every link handed over is detached. */
-static void reaper_stop(struct reaper *r)
-{
-	pthread_mutex_lock(&r->mu);
-	r->stop = true;
-	pthread_cond_broadcast(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-	for (int i = 0; i < r->nth; i++)
-		pthread_join(r->th[i], NULL);
-	free(r->q);
-	pthread_mutex_destroy(&r->mu);
-	pthread_cond_destroy(&r->cv);
-}
-
 struct tlsprobe {
-	struct reaper reaper;
+	struct worker w;
+	char tracefs[64];            /* where tracefs is mounted */
+	char group[32];              /* seams_PID: our tracefs events */
 	struct bpf_program *entry[TLS_NFUNCS], *ret;
 	char **scopes;
 	size_t nscopes;
 	struct tls_file files[MAX_FILES];
 	int nfiles;
+	struct seen_file seen[MAX_SEEN];
+	int nseen, seen_next;
+	struct exec_req later[EXEC_QUEUE]; /* second looks, in due order (worker only) */
+	size_t lhead, ln;
 	int system[8];               /* the distribution's libssl files */
 	int nsystem;
 	struct tls_proc procs[SEAMS_MAX_TLS_PROCS];
@@ -167,13 +146,26 @@ struct tlsprobe {
 	size_t nknown;
 };
 
-/* The file offsets of the SSL_* functions a file exports. */
-static void elf_offsets(const char *path, struct tls_file *f)
+static bool has_prefix(const char *s, const char *const *prefixes, size_t n)
+{
+	for (size_t i = 0; s && i < n; i++)
+		if (!strncmp(s, prefixes[i], strlen(prefixes[i])))
+			return true;
+	return false;
+}
+
+/* The libraries that bring TLS to a program linking them directly. */
+static const char *const tls_needed[] = { "libssl.so", "libpq.so" };
+
+/* The file offsets of the SSL_* functions a file exports, and whether it
+ * links a TLS library directly (DT_NEEDED). */
+static void elf_scan(const char *path, struct tls_file *f, bool *links_tls)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	Elf_Scn *scn = NULL;
 	Elf *elf;
 
+	*links_tls = false;
 	if (fd < 0)
 		return;
 	elf = elf_begin(fd, ELF_C_READ_MMAP, NULL);
@@ -181,7 +173,21 @@ static void elf_offsets(const char *path, struct tls_file *f)
 		GElf_Shdr sh;
 		Elf_Data *data;
 
-		if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_DYNSYM || !sh.sh_entsize)
+		if (!gelf_getshdr(scn, &sh) || !sh.sh_entsize)
+			continue;
+		if (sh.sh_type == SHT_DYNAMIC) {
+			data = elf_getdata(scn, NULL);
+			for (size_t i = 0; data && i < sh.sh_size / sh.sh_entsize; i++) {
+				GElf_Dyn dyn;
+
+				if (gelf_getdyn(data, (int)i, &dyn) && dyn.d_tag == DT_NEEDED &&
+				    has_prefix(elf_strptr(elf, sh.sh_link, dyn.d_un.d_val), tls_needed,
+					       sizeof(tls_needed) / sizeof(tls_needed[0])))
+					*links_tls = true;
+			}
+			continue;
+		}
+		if (sh.sh_type != SHT_DYNSYM)
 			continue;
 		data = elf_getdata(scn, NULL);
 		for (size_t i = 0; data && i < sh.sh_size / sh.sh_entsize; i++) {
@@ -209,25 +215,64 @@ static void elf_offsets(const char *path, struct tls_file *f)
 	f->tls = f->off[TLS_WRITE] && f->off[TLS_READ];
 }
 
-/* The file at path (through /proc/PID/... links too), looked at once. */
-static int file_index(struct tlsprobe *tp, const char *path)
+/* Interpreters whose database drivers load libpq or libssl at run time:
+ * a script connects right after its imports, too soon for a second look. */
+static const char *const interpreters[] = { "python", "perl", "ruby", "php" };
+
+/* The file at path (through /proc/PID/... links too), read once: every
+ * executable a busy host runs passes here, so what is not TLS is only
+ * remembered, in a bounded table, and forgotten first. */
+static const struct seen_file *look(struct tlsprobe *tp, const char *path)
 {
-	struct tls_file *f;
+	struct seen_file *s;
+	struct tls_file f;
 	struct stat st;
+	char target[PATH_MAX];
+	ssize_t n;
+	bool links_tls;
 
 	if (stat(path, &st) || !S_ISREG(st.st_mode))
-		return -1;
-	for (int i = 0; i < tp->nfiles; i++)
-		if (tp->files[i].dev == st.st_dev && tp->files[i].ino == st.st_ino)
-			return i;
-	if (tp->nfiles == MAX_FILES)
-		return -1;
-	f = &tp->files[tp->nfiles];
-	memset(f, 0, sizeof(*f));
-	f->dev = st.st_dev;
-	f->ino = st.st_ino;
-	elf_offsets(path, f);
-	return tp->nfiles++;
+		return NULL;
+	for (int i = 0; i < tp->nseen; i++)
+		if (tp->seen[i].dev == st.st_dev && tp->seen[i].ino == st.st_ino)
+			return &tp->seen[i];
+	memset(&f, 0, sizeof(f));
+	f.dev = st.st_dev;
+	f.ino = st.st_ino;
+	elf_scan(path, &f, &links_tls);
+	if (f.tls && tp->nfiles == MAX_FILES)
+		return NULL;
+	if (tp->nseen < MAX_SEEN) {
+		s = &tp->seen[tp->nseen++];
+	} else {
+		/* Full: replace a file that is not TLS; a TLS one keeps its probes' index. */
+		for (int i = 0; i < MAX_SEEN && tp->seen[tp->seen_next].fi >= 0; i++)
+			tp->seen_next = (tp->seen_next + 1) % MAX_SEEN;
+		s = &tp->seen[tp->seen_next];
+		tp->seen_next = (tp->seen_next + 1) % MAX_SEEN;
+		if (s->fi >= 0)
+			return NULL; /* MAX_SEEN TLS files: cannot be, MAX_FILES is lower */
+	}
+	n = readlink(path, target, sizeof(target) - 1);
+	target[n > 0 ? n : 0] = '\0';
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	s->fi = -1;
+	s->loads_tls = f.tls || links_tls ||
+		       has_prefix(strrchr(target, '/') ? strrchr(target, '/') + 1 : target, interpreters,
+				  sizeof(interpreters) / sizeof(interpreters[0]));
+	if (f.tls) {
+		s->fi = tp->nfiles;
+		tp->files[tp->nfiles++] = f;
+	}
+	return s;
+}
+
+static int file_index(struct tlsprobe *tp, const char *path)
+{
+	const struct seen_file *s = look(tp, path);
+
+	return s ? s->fi : -1;
 }
 
 static uint64_t proc_start(pid_t pid)
@@ -252,12 +297,92 @@ static uint64_t proc_start(pid_t pid)
 	return start;
 }
 
-static void proc_release(struct tlsprobe *tp, struct tls_proc *p)
+static void proc_release(struct tls_proc *p)
 {
 	for (int i = 0; i < p->nfiles; i++)
 		for (int k = 0; k < 2 * TLS_NFUNCS; k++)
-			detach(&tp->reaper, p->links[i][k]);
+			if (p->fds[i][k])
+				close(p->fds[i][k] - 1);
 	memset(p, 0, sizeof(*p));
+}
+
+/* A perf event on trace event id for process pid (-1: every process). */
+static int perf_open(int id, pid_t pid)
+{
+	struct perf_event_attr a = {
+		.type = PERF_TYPE_TRACEPOINT,
+		.size = sizeof(a),
+		.config = (uint64_t)id,
+		.sample_period = 1,
+	};
+
+	/* Every process: an event on one CPU, which for a uprobe runs the
+	 * programs wherever it is hit. */
+	return (int)syscall(SYS_perf_event_open, &a, pid, pid < 0 ? 0 : -1, -1, PERF_FLAG_FD_CLOEXEC);
+}
+
+static bool tracefs_write(struct tlsprobe *tp, const char *line)
+{
+	char path[128];
+	int fd;
+	bool ok;
+
+	snprintf(path, sizeof(path), "%s/uprobe_events", tp->tracefs);
+	fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ok = write(fd, line, strlen(line)) == (ssize_t)strlen(line);
+	close(fd);
+	return ok;
+}
+
+static void event_name(char *buf, size_t len, int fi, int k)
+{
+	snprintf(buf, len, "f%d_%d", fi, k);
+}
+
+/* The trace events of file fi, made on first use, with the programs on
+ * them; path names the file in seams' namespace (a /proc/PID/ link too). */
+static bool file_events(struct tlsprobe *tp, int fi, const char *path)
+{
+	struct tls_file *f = &tp->files[fi];
+
+	if (f->ev_failed)
+		return false;
+	for (int k = 0; k < 2 * TLS_NFUNCS; k++) {
+		char name[32], line[PATH_MAX + 128], id[32] = "";
+		int fd;
+
+		if (f->ev[k] || !f->off[k / 2])
+			continue;
+		event_name(name, sizeof(name), fi, k);
+		snprintf(line, sizeof(line), "%c:%s/%s %s:0x%llx\n", k % 2 ? 'r' : 'p', tp->group, name, path,
+			 (unsigned long long)f->off[k / 2]);
+		if (!tracefs_write(tp, line))
+			goto fail;
+		snprintf(line, sizeof(line), "%s/events/%s/%s/id", tp->tracefs, tp->group, name);
+		fd = open(line, O_RDONLY | O_CLOEXEC);
+		if (fd >= 0 && read(fd, id, sizeof(id) - 1) < 0)
+			id[0] = '\0';
+		if (fd >= 0)
+			close(fd);
+		f->ev[k] = atoi(id);
+		if (f->ev[k] <= 0) {
+			f->ev[k] = 0;
+			goto fail;
+		}
+		fd = perf_open(f->ev[k], tp->self);
+		f->carrier[k] = fd < 0 ? NULL : bpf_program__attach_perf_event(k % 2 ? tp->ret : tp->entry[k / 2], fd);
+		if (!f->carrier[k]) {
+			if (fd >= 0)
+				close(fd);
+			goto fail;
+		}
+	}
+	return true;
+fail:
+	f->ev_failed = true;
+	return false;
 }
 
 /* Probe file fi in process p; false when the kernel refused. */
@@ -269,23 +394,22 @@ static bool proc_attach(struct tlsprobe *tp, struct tls_proc *p, int fi, const c
 	for (int i = 0; i < p->nfiles; i++)
 		if (p->files[i] == fi)
 			return true;
-	if (slot == MAX_PROC_LIBS)
+	if (slot == MAX_PROC_LIBS || !file_events(tp, fi, path))
 		return false;
-	for (int k = 0; k < TLS_NFUNCS; k++) {
-		LIBBPF_OPTS(bpf_uprobe_opts, in);
-		LIBBPF_OPTS(bpf_uprobe_opts, out, .retprobe = true);
+	for (int k = 0; k < 2 * TLS_NFUNCS; k++) {
+		int fd;
 
-		if (!f->off[k])
+		if (!f->ev[k])
 			continue;
-		p->links[slot][2 * k] = bpf_program__attach_uprobe_opts(tp->entry[k], p->pid, path, f->off[k], &in);
-		p->links[slot][2 * k + 1] = bpf_program__attach_uprobe_opts(tp->ret, p->pid, path, f->off[k], &out);
-		if (!p->links[slot][2 * k] || !p->links[slot][2 * k + 1]) {
-			for (int j = 0; j <= 2 * k + 1; j++) {
-				detach(&tp->reaper, p->links[slot][j]);
-				p->links[slot][j] = NULL;
-			}
+		fd = perf_open(f->ev[k], p->pid);
+		if (fd < 0) {
+			for (int j = 0; j < k; j++)
+				if (p->fds[slot][j])
+					close(p->fds[slot][j] - 1);
+			memset(p->fds[slot], 0, sizeof(p->fds[slot]));
 			return false;
 		}
+		p->fds[slot][k] = fd + 1;
 	}
 	p->files[slot] = fi;
 	p->nfiles++;
@@ -302,7 +426,7 @@ static struct tls_proc *proc_get(struct tlsprobe *tp, pid_t pid, uint64_t start)
 			continue;
 		if (p->start == start)
 			return p;
-		proc_release(tp, p); /* the pid was reused */
+		proc_release(p); /* the pid was reused */
 		p->pid = pid;
 		p->start = start;
 		p->probed = time(NULL);
@@ -335,9 +459,11 @@ static bool is_pg_server(pid_t pid)
 }
 
 /* at_exec: before the process maps its libraries, so every libssl seen so
- * far is probed; later, only what it maps. */
-static void probe(struct tlsprobe *tp, pid_t pid, bool at_exec)
+ * far is probed; false when its executable gives no reason to (the caller
+ * looks again later).  Otherwise only what it maps. */
+static bool probe(struct tlsprobe *tp, pid_t pid, bool at_exec)
 {
+	const struct seen_file *exe;
 	char path[PATH_MAX + 64], line[PATH_MAX + 256];
 	struct tls_proc *p;
 	uint64_t start;
@@ -346,21 +472,24 @@ static void probe(struct tlsprobe *tp, pid_t pid, bool at_exec)
 	int fi;
 
 	if (pid == tp->self || (!tp->file_wide && is_pg_server(pid)))
-		return;
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
+	exe = look(tp, path);
+	if (at_exec && (!exe || !exe->loads_tls))
+		return false;
+	fi = exe ? exe->fi : -1;
 	start = proc_start(pid);
 	if (!start)
-		return; /* gone already */
+		return true; /* gone already */
 	p = tp->file_wide ? &tp->all : proc_get(tp, pid, start);
 	if (!p) {
 		tp->unprobed++;
-		return;
+		return true;
 	}
 	p->seen = true;
 	p->mapped = false;
 	/* Statically linked OpenSSL, exported (node). */
-	snprintf(path, sizeof(path), "/proc/%d/exe", pid);
-	fi = file_index(tp, path);
-	if (fi >= 0 && tp->files[fi].tls) {
+	if (fi >= 0) {
 		failed |= !proc_attach(tp, p, fi, path);
 		p->mapped = true;
 	}
@@ -381,7 +510,7 @@ static void probe(struct tlsprobe *tp, pid_t pid, bool at_exec)
 			/* Through the process's root: a container's own libssl. */
 			snprintf(path, sizeof(path), "/proc/%d/root%s", pid, file);
 			fi = file_index(tp, path);
-			if (fi < 0 || !tp->files[fi].tls)
+			if (fi < 0)
 				continue;
 			failed |= !proc_attach(tp, p, fi, path);
 			p->mapped = true;
@@ -393,12 +522,7 @@ static void probe(struct tlsprobe *tp, pid_t pid, bool at_exec)
 		tp->unprobed++;
 	if (!tp->file_wide && !p->nfiles && p == &tp->procs[tp->nprocs - 1])
 		tp->nprocs--; /* nothing to probe: keep the slot */
-}
-
-void tlsprobe_pid(struct tlsprobe *tp, pid_t pid)
-{
-	if (tp)
-		probe(tp, pid, true);
+	return true;
 }
 
 static bool in_scope(struct tlsprobe *tp, pid_t pid)
@@ -443,7 +567,7 @@ static void mark_seen(struct tlsprobe *tp, pid_t pid)
 			tp->procs[i].seen = true;
 }
 
-void tlsprobe_scan(struct tlsprobe *tp, bool full)
+static void scan(struct tlsprobe *tp, bool full)
 {
 	size_t npids = 0, cap = 0;
 	pid_t *pids = NULL;
@@ -451,8 +575,6 @@ void tlsprobe_scan(struct tlsprobe *tp, bool full)
 	DIR *dir;
 	int kept = 0;
 
-	if (!tp)
-		return;
 	for (int i = 0; i < tp->nprocs; i++)
 		tp->procs[i].seen = false;
 	dir = opendir("/proc");
@@ -491,7 +613,7 @@ void tlsprobe_scan(struct tlsprobe *tp, bool full)
 		struct tls_proc *p = &tp->procs[i];
 
 		if (!p->seen || (!p->mapped && time(NULL) - p->probed > GRACE_S)) {
-			proc_release(tp, &tp->procs[i]);
+			proc_release(&tp->procs[i]);
 			continue;
 		}
 		if (kept != i)
@@ -501,20 +623,214 @@ void tlsprobe_scan(struct tlsprobe *tp, bool full)
 	tp->nprocs = kept;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+}
+
+static void count_stats(const struct tlsprobe *tp, struct tlsprobe_stats *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->procs = tp->nprocs;
+	s->unprobed = tp->unprobed;
+	s->files = tp->all.nfiles;
+	for (int f = 0; f < tp->all.nfiles; f++)
+		for (int k = 0; k < 2 * TLS_NFUNCS; k++)
+			s->links += tp->all.fds[f][k] != 0;
+	for (int i = 0; i < tp->nprocs; i++)
+		for (int f = 0; f < tp->procs[i].nfiles; f++)
+			for (int k = 0; k < 2 * TLS_NFUNCS; k++)
+				s->links += tp->procs[i].fds[f][k] != 0;
+}
+
+/* With w->mu held. */
+static void publish(struct tlsprobe *tp)
+{
+	count_stats(tp, &tp->w.stats);
+}
+
+static void *work(void *arg)
+{
+	struct tlsprobe *tp = arg;
+	struct worker *w = &tp->w;
+
+	pthread_mutex_lock(&w->mu);
+	while (!w->stop) {
+		uint64_t now = mono_ns();
+		struct exec_req r;
+
+		if (w->qn) {
+			r = w->q[w->qhead];
+			w->qhead = (w->qhead + 1) % EXEC_QUEUE;
+			w->qn--;
+			pthread_mutex_unlock(&w->mu);
+			if (!probe(tp, r.pid, true)) {
+				if (tp->ln < EXEC_QUEUE)
+					tp->later[(tp->lhead + tp->ln++) % EXEC_QUEUE] = r;
+				else
+					tp->unprobed++;
+			}
+		} else if (tp->ln && tp->later[tp->lhead].due_ns <= now) {
+			r = tp->later[tp->lhead];
+			tp->lhead = (tp->lhead + 1) % EXEC_QUEUE;
+			tp->ln--;
+			pthread_mutex_unlock(&w->mu);
+			probe(tp, r.pid, false);
+		} else if (w->scan) {
+			bool full = w->full;
+
+			w->scan = w->full = false;
+			pthread_mutex_unlock(&w->mu);
+			scan(tp, full);
+		} else {
+			if (tp->ln) {
+				uint64_t due = tp->later[tp->lhead].due_ns;
+				struct timespec ts = { .tv_sec = (time_t)(due / 1000000000ULL),
+						       .tv_nsec = (long)(due % 1000000000ULL) };
+
+				pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+			} else {
+				pthread_cond_wait(&w->cv, &w->mu);
+			}
+			continue;
+		}
+		pthread_mutex_lock(&w->mu);
+		publish(tp);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* With w->mu held.  Started on first use, not before: the agent drops
+ * capabilities once attached, which it can only do with one thread. */
+static void wake(struct tlsprobe *tp)
+{
+	struct worker *w = &tp->w;
+
+	if (!w->started)
+		w->started = !pthread_create(&w->th, NULL, work, tp);
+	pthread_cond_signal(&w->cv);
+}
+
+void tlsprobe_pid(struct tlsprobe *tp, pid_t pid)
+{
+	struct worker *w = tp ? &tp->w : NULL;
+
+	if (!w)
+		return;
+	pthread_mutex_lock(&w->mu);
+	if (w->qn == EXEC_QUEUE) {
+		w->dropped++;
+	} else {
+		w->q[(w->qhead + w->qn++) % EXEC_QUEUE] = (struct exec_req){ pid, mono_ns() + LATER_NS };
+		wake(tp);
+	}
+	pthread_mutex_unlock(&w->mu);
+}
+
+void tlsprobe_scan_later(struct tlsprobe *tp, bool full)
+{
+	if (!tp)
+		return;
+	pthread_mutex_lock(&tp->w.mu);
+	tp->w.scan = true;
+	tp->w.full |= full;
+	wake(tp);
+	pthread_mutex_unlock(&tp->w.mu);
+}
+
+void tlsprobe_scan(struct tlsprobe *tp, bool full)
+{
+	if (!tp)
+		return;
+	scan(tp, full);
+	pthread_mutex_lock(&tp->w.mu);
+	publish(tp);
+	pthread_mutex_unlock(&tp->w.mu);
+}
+
+static const char *const tracefs_dirs[] = { "/sys/kernel/tracing", "/sys/kernel/debug/tracing" };
+
+/* The events of a seams that died without removing them go. */
+static void remove_stale(struct tlsprobe *tp)
+{
+	char path[128], line[PATH_MAX + 128];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/uprobe_events", tp->tracefs);
+	fp = fopen(path, "r");
+	while (fp && fgets(line, sizeof(line), fp)) {
+		char cmd[128];
+		int pid;
+
+		/* "p:seams_PID/NAME FILE:OFFSET" */
+		if (sscanf(line + 2, "seams_%d/", &pid) != 1 || line[1] != ':' || pid == tp->self ||
+		    !kill(pid, 0) || errno != ESRCH)
+			continue;
+		line[strcspn(line, " ")] = '\0';
+		snprintf(cmd, sizeof(cmd), "-:%.100s\n", line + 2);
+		tracefs_write(tp, cmd);
+	}
+	if (fp)
+		fclose(fp);
+}
+
+/* tracefs, mounted if it is not, and left mounted, as perf and bpftrace
+ * do: another seams may be using it by the time this one stops. */
+static bool tracefs_open(struct tlsprobe *tp, char *err, size_t len)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < sizeof(tracefs_dirs) / sizeof(tracefs_dirs[0]); i++) {
+			char path[128];
+
+			snprintf(path, sizeof(path), "%s/uprobe_events", tracefs_dirs[i]);
+			if (!access(path, W_OK)) {
+				snprintf(tp->tracefs, sizeof(tp->tracefs), "%s", tracefs_dirs[i]);
+				snprintf(tp->group, sizeof(tp->group), "seams_%d", tp->self);
+				remove_stale(tp);
+				return true;
+			}
+		}
+		if (pass || mount("nodev", tracefs_dirs[0], "tracefs", 0, NULL)) {
+			snprintf(err, len, "tracefs is not mounted at %s and mounting it failed (%s)", tracefs_dirs[0],
+				 strerror(errno));
+			return false;
+		}
+	}
+	return false;
+}
+
 struct tlsprobe *tlsprobe_new(struct bpf_program *const entry[TLS_NFUNCS], struct bpf_program *ret,
-			      const char *const *scopes, size_t nscopes, bool file_wide)
+			      const char *const *scopes, size_t nscopes, bool file_wide, char *err, size_t len)
 {
 	struct tlsprobe *tp = calloc(1, sizeof(*tp));
 
+	snprintf(err, len, "out of memory");
 	if (!tp)
 		return NULL;
 	elf_version(EV_CURRENT);
-	reaper_init(&tp->reaper);
+	{
+		pthread_condattr_t ca;
+
+		/* Second looks are due on the monotonic clock. */
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&tp->w.cv, &ca);
+		pthread_condattr_destroy(&ca);
+		pthread_mutex_init(&tp->w.mu, NULL);
+	}
 	memcpy(tp->entry, entry, sizeof(tp->entry));
 	tp->ret = ret;
 	tp->self = getpid();
 	tp->file_wide = file_wide;
 	tp->all.pid = -1;
+	if (!tracefs_open(tp, err, len)) {
+		tlsprobe_free(tp);
+		return NULL;
+	}
 	tp->scopes = calloc(nscopes ? nscopes : 1, sizeof(*tp->scopes));
 	if (!tp->scopes) {
 		tlsprobe_free(tp);
@@ -549,31 +865,46 @@ struct tlsprobe *tlsprobe_new(struct bpf_program *const entry[TLS_NFUNCS], struc
 	return tp;
 }
 
-void tlsprobe_stats(const struct tlsprobe *tp, struct tlsprobe_stats *s)
+void tlsprobe_stats(struct tlsprobe *tp, struct tlsprobe_stats *s)
 {
 	memset(s, 0, sizeof(*s));
 	if (!tp)
 		return;
-	s->procs = tp->nprocs;
-	s->unprobed = tp->unprobed;
-	s->files = tp->all.nfiles;
-	for (int f = 0; f < tp->all.nfiles; f++)
-		for (int k = 0; k < 2 * TLS_NFUNCS; k++)
-			s->links += tp->all.links[f][k] != NULL;
-	for (int i = 0; i < tp->nprocs; i++)
-		for (int f = 0; f < tp->procs[i].nfiles; f++)
-			for (int k = 0; k < 2 * TLS_NFUNCS; k++)
-				s->links += tp->procs[i].links[f][k] != NULL;
+	pthread_mutex_lock(&tp->w.mu);
+	*s = tp->w.stats;
+	s->unprobed += tp->w.dropped;
+	pthread_mutex_unlock(&tp->w.mu);
 }
 
 void tlsprobe_free(struct tlsprobe *tp)
 {
 	if (!tp)
 		return;
+	pthread_mutex_lock(&tp->w.mu);
+	tp->w.stop = true;
+	pthread_cond_signal(&tp->w.cv);
+	pthread_mutex_unlock(&tp->w.mu);
+	if (tp->w.started)
+		pthread_join(tp->w.th, NULL);
+	pthread_mutex_destroy(&tp->w.mu);
+	pthread_cond_destroy(&tp->w.cv);
 	for (int i = 0; i < tp->nprocs; i++)
-		proc_release(tp, &tp->procs[i]);
-	proc_release(tp, &tp->all);
-	reaper_stop(&tp->reaper);
+		proc_release(&tp->procs[i]);
+	proc_release(&tp->all);
+	/* The last program off an event waits for the kernel's grace
+	 * periods: a second or so per file, once. */
+	for (int fi = 0; fi < tp->nfiles; fi++)
+		for (int k = 0; k < 2 * TLS_NFUNCS; k++) {
+			char name[32], cmd[96];
+
+			bpf_link__destroy(tp->files[fi].carrier[k]);
+			if (!tp->files[fi].ev[k])
+				continue;
+			event_name(name, sizeof(name), fi, k);
+			snprintf(cmd, sizeof(cmd), "-:%s/%s\n", tp->group, name);
+			tracefs_write(tp, cmd);
+		}
+
 	free(tp->known);
 	for (size_t i = 0; i < tp->nscopes; i++)
 		free(tp->scopes[i]);

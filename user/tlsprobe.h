@@ -18,7 +18,7 @@ struct tlsprobe_stats {
 	uint64_t procs;      /* processes probed now (per process) */
 	uint64_t files;      /* files probed for every process (file-wide) */
 	uint64_t links;      /* uprobes attached now */
-	uint64_t unprobed;   /* processes left out: over SEAMS_MAX_TLS_PROCS, or attach failed */
+	uint64_t unprobed;   /* processes left out: over SEAMS_MAX_TLS_PROCS, attach failed, or execs queued past EXEC_QUEUE */
 };
 
 struct tlsprobe;
@@ -28,16 +28,23 @@ struct tlsprobe;
  * process).  file_wide: probe each TLS file once for every process that
  * maps it (the programs keep to traced processes, but every process
  * calling into the file takes the breakpoint) rather than per traced
- * process.  NULL when out of memory. */
+ * process.  The probes hang on tracefs uprobe events, which tlsprobe_free
+ * removes.  NULL, and why in err, when out of memory or without tracefs. */
 struct tlsprobe *tlsprobe_new(struct bpf_program *const entry[TLS_NFUNCS], struct bpf_program *ret,
-			      const char *const *scopes, size_t nscopes, bool file_wide);
-/* Probe process pid (traced: the caller checked), e.g. right after its exec. */
+			      const char *const *scopes, size_t nscopes, bool file_wide, char *err, size_t len);
+/* Process pid (traced: the caller checked) just exec'd: probed on the
+ * probes' own thread, at once if it may use TLS, else looked at again
+ * 100 ms later.  Never waits for an attach. */
 void tlsprobe_pid(struct tlsprobe *tp, pid_t pid);
 /* Probe the traced processes that started since the last scan (full: all
  * of them, and the libraries they loaded since); let go of processes that
- * exited. */
+ * exited.  tlsprobe_scan does it now, on the caller's thread (before the
+ * first tlsprobe_pid or tlsprobe_scan_later); tlsprobe_scan_later on the
+ * probes' own thread. */
 void tlsprobe_scan(struct tlsprobe *tp, bool full);
-void tlsprobe_stats(const struct tlsprobe *tp, struct tlsprobe_stats *s);
+void tlsprobe_scan_later(struct tlsprobe *tp, bool full);
+/* As of the probes' thread's last step: never waits for an attach. */
+void tlsprobe_stats(struct tlsprobe *tp, struct tlsprobe_stats *s);
 /* Detach everything. */
 void tlsprobe_free(struct tlsprobe *tp);
 
