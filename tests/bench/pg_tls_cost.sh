@@ -58,7 +58,10 @@ measure() {
 	d1=$(usage_us db); b1=$(usage_us bench); [ "$c" = none ] || s1=$(seams_us)
 	if [ "$c" != none ]; then
 		seams_capture_stop || fail "capture failed"
-		jq -e '.capture.pg_tls_connections >= 4 and .capture.pg_lost_bytes == 0' "$g" > /dev/null ||
+		# Per-process probes attach some milliseconds after pgbench's exec:
+		# its first connection may be caught mid-startup (as in
+		# test_pg_tls_pgbench), the clients' never.
+		jq -e '.capture.pg_tls_connections >= 4 and .capture.pg_lost_bytes < 1000' "$g" > /dev/null ||
 			{ jq -c .capture "$g" >&2; fail "$tag: the TLS connections were not decoded"; }
 	fi
 	tx=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out")
