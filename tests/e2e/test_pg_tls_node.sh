@@ -39,7 +39,7 @@ const { Client } = require('pg');
 JS
 
 G=$TEST_TMP/graph.json
-seams_capture_bg "$G" --cgroup "$CG_PARENT" --pg-port "$PGPORT" --tls-probe process
+seams_capture_bg "$G" --cgroup "$CG_PARENT" --pg-port "$PGPORT"
 cg_run nodeclient env NODE_PATH="$NODE_MODULES" timeout 60 node "$TEST_TMP/client.js" "$PGPORT" \
 	> "$TEST_TMP/node.log" 2>&1 || { cat "$TEST_TMP/node.log" >&2; fail "node client failed"; }
 grep -qx done "$TEST_TMP/node.log" || { cat "$TEST_TMP/node.log" >&2; fail "node client did not finish"; }

@@ -80,7 +80,7 @@ wait_for 20 test -e "$TEST_TMP/ready.midq" || { cat "$TEST_TMP/midq.log" >&2; fa
 sleep 0.3
 
 G=$TEST_TMP/graph.json
-seams_capture_bg "$G" --cgroup "$CG_PARENT" --pg-port "$PGPORT" --tls-probe process
+seams_capture_bg "$G" --cgroup "$CG_PARENT" --pg-port "$PGPORT"
 # Per-process probes (the default): the client's libssl code has the
 # breakpoints (a copied-on-write page in its text), the server backend
 # serving it, which calls SSL_read/SSL_write too, has none: it pays nothing.
