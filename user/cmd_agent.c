@@ -248,13 +248,14 @@ int cmd_agent(int argc, char **argv)
 	/* Capabilities belong to a thread: drop them before the HTTP thread
 	 * starts, so that it never holds what it does not need either. */
 	{
-		/* Processes that start later are probed for TLS as they exec:
-		 * attaching a uprobe then needs CAP_BPF and CAP_PERFMON. */
+		/* Processes that start later, and TLS libraries found later,
+		 * are probed as they come: a perf event on a uprobe then needs
+		 * CAP_BPF and CAP_PERFMON. */
 		int keep[privs_agent_nkeep + 2];
 		size_t nkeep = privs_agent_nkeep;
 
 		memcpy(keep, privs_agent_keep, sizeof(privs_agent_keep[0]) * nkeep);
-		if (co.tls_probe == TLS_PROBE_PROCESS) {
+		if (co.tls_probe != TLS_PROBE_OFF) {
 			keep[nkeep++] = CAP_BPF;
 			keep[nkeep++] = CAP_PERFMON;
 		}

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -72,11 +73,11 @@ struct tls_file {
 	ino_t ino;
 	bool tls;                    /* exports SSL_write */
 	uint64_t off[TLS_NFUNCS];    /* file offsets; 0: not exported */
-	char path[PATH_MAX];         /* in seams' own mount namespace, or "" */
 	/* Per SSL function, entry and return (2 * k, 2 * k + 1): */
 	int ev[2 * TLS_NFUNCS];      /* the tracefs event's id; 0: not made */
 	struct bpf_link *carrier[2 * TLS_NFUNCS]; /* the program on it */
 	bool ev_failed;              /* the kernel refused: not tried again */
+	int fd;                      /* O_PATH: names it after the process that showed it is gone */
 };
 
 /* A file looked at once, by inode: fi is its index in files when it
@@ -262,6 +263,7 @@ static const struct seen_file *look(struct tlsprobe *tp, const char *path)
 		       has_prefix(strrchr(target, '/') ? strrchr(target, '/') + 1 : target, interpreters,
 				  sizeof(interpreters) / sizeof(interpreters[0]));
 	if (f.tls) {
+		f.fd = open(path, O_PATH | O_CLOEXEC);
 		s->fi = tp->nfiles;
 		tp->files[tp->nfiles++] = f;
 	}
@@ -341,13 +343,23 @@ static void event_name(char *buf, size_t len, int fi, int k)
 	snprintf(buf, len, "f%d_%d", fi, k);
 }
 
+static void event_remove(struct tlsprobe *tp, int fi, int k)
+{
+	char name[32], cmd[96];
+
+	event_name(name, sizeof(name), fi, k);
+	snprintf(cmd, sizeof(cmd), "-:%s/%s\n", tp->group, name);
+	tracefs_write(tp, cmd);
+}
+
 /* The trace events of file fi, made on first use, with the programs on
- * them; path names the file in seams' namespace (a /proc/PID/ link too). */
-static bool file_events(struct tlsprobe *tp, int fi, const char *path)
+ * them.  The kernel resolves the path once, as it is written: through
+ * seams' own descriptor, which outlives the process the file came from. */
+static bool file_events(struct tlsprobe *tp, int fi)
 {
 	struct tls_file *f = &tp->files[fi];
 
-	if (f->ev_failed)
+	if (f->ev_failed || f->fd < 0)
 		return false;
 	for (int k = 0; k < 2 * TLS_NFUNCS; k++) {
 		char name[32], line[PATH_MAX + 128], id[32] = "";
@@ -356,8 +368,8 @@ static bool file_events(struct tlsprobe *tp, int fi, const char *path)
 		if (f->ev[k] || !f->off[k / 2])
 			continue;
 		event_name(name, sizeof(name), fi, k);
-		snprintf(line, sizeof(line), "%c:%s/%s %s:0x%llx\n", k % 2 ? 'r' : 'p', tp->group, name, path,
-			 (unsigned long long)f->off[k / 2]);
+		snprintf(line, sizeof(line), "%c:%s/%s /proc/self/fd/%d:0x%llx\n", k % 2 ? 'r' : 'p', tp->group,
+			 name, f->fd, (unsigned long long)f->off[k / 2]);
 		if (!tracefs_write(tp, line))
 			goto fail;
 		snprintf(line, sizeof(line), "%s/events/%s/%s/id", tp->tracefs, tp->group, name);
@@ -366,27 +378,26 @@ static bool file_events(struct tlsprobe *tp, int fi, const char *path)
 			id[0] = '\0';
 		if (fd >= 0)
 			close(fd);
-		f->ev[k] = atoi(id);
-		if (f->ev[k] <= 0) {
-			f->ev[k] = 0;
-			goto fail;
-		}
-		fd = perf_open(f->ev[k], tp->self);
+		fd = atoi(id) > 0 ? perf_open(atoi(id), tp->self) : -1;
 		f->carrier[k] = fd < 0 ? NULL : bpf_program__attach_perf_event(k % 2 ? tp->ret : tp->entry[k / 2], fd);
 		if (!f->carrier[k]) {
 			if (fd >= 0)
 				close(fd);
+			event_remove(tp, fi, k);
 			goto fail;
 		}
+		f->ev[k] = atoi(id);
 	}
 	return true;
 fail:
+	/* The events made before stay, with their programs: tlsprobe_free
+	 * removes them.  The kernel refusing one refuses the others. */
 	f->ev_failed = true;
 	return false;
 }
 
 /* Probe file fi in process p; false when the kernel refused. */
-static bool proc_attach(struct tlsprobe *tp, struct tls_proc *p, int fi, const char *path)
+static bool proc_attach(struct tlsprobe *tp, struct tls_proc *p, int fi)
 {
 	struct tls_file *f = &tp->files[fi];
 	int slot = p->nfiles;
@@ -394,7 +405,7 @@ static bool proc_attach(struct tlsprobe *tp, struct tls_proc *p, int fi, const c
 	for (int i = 0; i < p->nfiles; i++)
 		if (p->files[i] == fi)
 			return true;
-	if (slot == MAX_PROC_LIBS || !file_events(tp, fi, path))
+	if (slot == MAX_PROC_LIBS || !file_events(tp, fi))
 		return false;
 	for (int k = 0; k < 2 * TLS_NFUNCS; k++) {
 		int fd;
@@ -490,11 +501,11 @@ static bool probe(struct tlsprobe *tp, pid_t pid, bool at_exec)
 	p->mapped = false;
 	/* Statically linked OpenSSL, exported (node). */
 	if (fi >= 0) {
-		failed |= !proc_attach(tp, p, fi, path);
+		failed |= !proc_attach(tp, p, fi);
 		p->mapped = true;
 	}
 	for (int i = 0; at_exec && i < tp->nsystem; i++)
-		failed |= !proc_attach(tp, p, tp->system[i], tp->files[tp->system[i]].path);
+		failed |= !proc_attach(tp, p, tp->system[i]);
 	if (!at_exec) {
 		snprintf(path, sizeof(path), "/proc/%d/maps", pid);
 		fp = fopen(path, "r");
@@ -512,7 +523,7 @@ static bool probe(struct tlsprobe *tp, pid_t pid, bool at_exec)
 			fi = file_index(tp, path);
 			if (fi < 0)
 				continue;
-			failed |= !proc_attach(tp, p, fi, path);
+			failed |= !proc_attach(tp, p, fi);
 			p->mapped = true;
 		}
 		if (fp)
@@ -560,11 +571,19 @@ static int pid_cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* A process the last scan found too.  One probed at its exec that has
+ * not mapped a TLS library yet is looked at again, so that one mapping it
+ * late is not let go after GRACE_S. */
 static void mark_seen(struct tlsprobe *tp, pid_t pid)
 {
-	for (int i = 0; i < tp->nprocs; i++)
-		if (tp->procs[i].pid == pid)
-			tp->procs[i].seen = true;
+	for (int i = 0; i < tp->nprocs; i++) {
+		if (tp->procs[i].pid != pid)
+			continue;
+		tp->procs[i].seen = true;
+		if (!tp->procs[i].mapped)
+			probe(tp, pid, false);
+		return;
+	}
 }
 
 static void scan(struct tlsprobe *tp, bool full)
@@ -656,13 +675,21 @@ static void *work(void *arg)
 {
 	struct tlsprobe *tp = arg;
 	struct worker *w = &tp->w;
+	unsigned execs = 0;
+	sigset_t all;
 
+	/* Signals are the main thread's to take. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_mutex_lock(&w->mu);
 	while (!w->stop) {
 		uint64_t now = mono_ns();
+		bool other = (tp->ln && tp->later[tp->lhead].due_ns <= now) || w->scan;
 		struct exec_req r;
 
-		if (w->qn) {
+		/* Execs first, being urgent, but not all the time: under a
+		 * storm of them, scans must still let go of exited processes. */
+		if (w->qn && (!other || ++execs % 16)) {
 			r = w->q[w->qhead];
 			w->qhead = (w->qhead + 1) % EXEC_QUEUE;
 			w->qn--;
@@ -678,7 +705,9 @@ static void *work(void *arg)
 			tp->lhead = (tp->lhead + 1) % EXEC_QUEUE;
 			tp->ln--;
 			pthread_mutex_unlock(&w->mu);
-			probe(tp, r.pid, false);
+			/* The pid may be another process's by now. */
+			if (in_scope(tp, r.pid))
+				probe(tp, r.pid, false);
 		} else if (w->scan) {
 			bool full = w->full;
 
@@ -754,53 +783,86 @@ void tlsprobe_scan(struct tlsprobe *tp, bool full)
 
 static const char *const tracefs_dirs[] = { "/sys/kernel/tracing", "/sys/kernel/debug/tracing" };
 
-/* The events of a seams that died without removing them go. */
+/* The events of a seams that died without removing them go: those of a
+ * group seams_PID_* whose PID is gone (in this PID namespace; a stale one
+ * of another is left, and cannot clash: the suffix differs). */
 static void remove_stale(struct tlsprobe *tp)
 {
-	char path[128], line[PATH_MAX + 128];
-	FILE *fp;
+	char path[128], line[PATH_MAX + 128], *cmds = NULL;
+	size_t len = 0;
+	FILE *fp, *out = open_memstream(&cmds, &len);
 
 	snprintf(path, sizeof(path), "%s/uprobe_events", tp->tracefs);
 	fp = fopen(path, "r");
-	while (fp && fgets(line, sizeof(line), fp)) {
-		char cmd[128];
+	/* Read them all first: removing while reading would skip some. */
+	while (fp && out && fgets(line, sizeof(line), fp)) {
 		int pid;
 
-		/* "p:seams_PID/NAME FILE:OFFSET" */
-		if (sscanf(line + 2, "seams_%d/", &pid) != 1 || line[1] != ':' || pid == tp->self ||
-		    !kill(pid, 0) || errno != ESRCH)
+		/* "p:seams_PID_SUFFIX/NAME FILE:OFFSET" */
+		if ((line[0] != 'p' && line[0] != 'r') || line[1] != ':' || strncmp(line + 2, "seams_", 6) ||
+		    sscanf(line + 8, "%d_", &pid) != 1 || pid == tp->self || !kill(pid, 0) || errno != ESRCH)
 			continue;
 		line[strcspn(line, " ")] = '\0';
-		snprintf(cmd, sizeof(cmd), "-:%.100s\n", line + 2);
-		tracefs_write(tp, cmd);
+		fprintf(out, "-:%.100s\n", line + 2);
 	}
 	if (fp)
 		fclose(fp);
+	if (out)
+		fclose(out);
+	for (char *c = cmds, *nl; c && (nl = strchr(c, '\n')); c = nl + 1) {
+		char cmd[128];
+
+		snprintf(cmd, sizeof(cmd), "%.*s\n", (int)(nl - c), c);
+		tracefs_write(tp, cmd);
+	}
+	free(cmds);
 }
 
 /* tracefs, mounted if it is not, and left mounted, as perf and bpftrace
  * do: another seams may be using it by the time this one stops. */
 static bool tracefs_open(struct tlsprobe *tp, char *err, size_t len)
 {
+	struct timespec ts;
+
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < sizeof(tracefs_dirs) / sizeof(tracefs_dirs[0]); i++) {
 			char path[128];
 
 			snprintf(path, sizeof(path), "%s/uprobe_events", tracefs_dirs[i]);
-			if (!access(path, W_OK)) {
-				snprintf(tp->tracefs, sizeof(tp->tracefs), "%s", tracefs_dirs[i]);
-				snprintf(tp->group, sizeof(tp->group), "seams_%d", tp->self);
-				remove_stale(tp);
-				return true;
+			if (access(path, F_OK))
+				continue;
+			if (access(path, W_OK)) {
+				snprintf(err, len, "%s is not writable (%s)", path, strerror(errno));
+				return false;
 			}
+			snprintf(tp->tracefs, sizeof(tp->tracefs), "%s", tracefs_dirs[i]);
+			/* Unique even to a seams restarted as the same PID (a
+			 * container's PID 1): tracefs is the host's. */
+			clock_gettime(CLOCK_REALTIME, &ts);
+			snprintf(tp->group, sizeof(tp->group), "seams_%d_%lx", tp->self,
+				 (unsigned long)(ts.tv_nsec ^ ts.tv_sec) & 0xffffff);
+			remove_stale(tp);
+			return true;
 		}
 		if (pass || mount("nodev", tracefs_dirs[0], "tracefs", 0, NULL)) {
-			snprintf(err, len, "tracefs is not mounted at %s and mounting it failed (%s)", tracefs_dirs[0],
-				 strerror(errno));
+			snprintf(err, len, "tracefs is not mounted at %s%s (%s)", tracefs_dirs[0],
+				 pass ? "" : " and mounting it failed", strerror(errno));
 			return false;
 		}
 	}
 	return false;
+}
+
+/* A probe is an open perf event: 256 processes with 8 each are more than
+ * the usual soft limit of 1024 descriptors. */
+static void raise_nofile(void)
+{
+	struct rlimit r;
+
+	if (!getrlimit(RLIMIT_NOFILE, &r) && r.rlim_cur < r.rlim_max) {
+		r.rlim_cur = r.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &r);
+	}
 }
 
 struct tlsprobe *tlsprobe_new(struct bpf_program *const entry[TLS_NFUNCS], struct bpf_program *ret,
@@ -827,6 +889,7 @@ struct tlsprobe *tlsprobe_new(struct bpf_program *const entry[TLS_NFUNCS], struc
 	tp->self = getpid();
 	tp->file_wide = file_wide;
 	tp->all.pid = -1;
+	raise_nofile();
 	if (!tracefs_open(tp, err, len)) {
 		tlsprobe_free(tp);
 		return NULL;
@@ -857,9 +920,8 @@ struct tlsprobe *tlsprobe_new(struct bpf_program *const entry[TLS_NFUNCS], struc
 				dup |= tp->system[i] == fi;
 			if (dup)
 				continue;
-			snprintf(tp->files[fi].path, sizeof(tp->files[fi].path), "%s", path);
 			tp->system[tp->nsystem++] = fi;
-			if (file_wide && !proc_attach(tp, &tp->all, fi, path))
+			if (file_wide && !proc_attach(tp, &tp->all, fi))
 				tp->unprobed++;
 		}
 	return tp;
@@ -893,17 +955,15 @@ void tlsprobe_free(struct tlsprobe *tp)
 	proc_release(&tp->all);
 	/* The last program off an event waits for the kernel's grace
 	 * periods: a second or so per file, once. */
-	for (int fi = 0; fi < tp->nfiles; fi++)
+	for (int fi = 0; fi < tp->nfiles; fi++) {
 		for (int k = 0; k < 2 * TLS_NFUNCS; k++) {
-			char name[32], cmd[96];
-
 			bpf_link__destroy(tp->files[fi].carrier[k]);
-			if (!tp->files[fi].ev[k])
-				continue;
-			event_name(name, sizeof(name), fi, k);
-			snprintf(cmd, sizeof(cmd), "-:%s/%s\n", tp->group, name);
-			tracefs_write(tp, cmd);
+			if (tp->files[fi].ev[k])
+				event_remove(tp, fi, k);
 		}
+		if (tp->files[fi].fd >= 0)
+			close(tp->files[fi].fd);
+	}
 
 	free(tp->known);
 	for (size_t i = 0; i < tp->nscopes; i++)

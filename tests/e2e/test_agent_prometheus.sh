@@ -33,10 +33,10 @@ wait_port "$api_port"
 
 SNAP=$TEST_TMP/snap
 mkdir -p "$SNAP"
-# --tls-probe file: TLS probes attached at the start, so nothing needs
-# CAP_BPF or CAP_PERFMON later (per-process probes, the default, keep them
-# to probe processes that start later).
-seams_agent_bg --cgroup "$CG_PARENT" --pg-port "$PGPORT" --window 5 --snapshot-dir "$SNAP" --tls-probe file
+# --tls-probe off: no TLS probes, so nothing needs CAP_BPF or CAP_PERFMON
+# later (the other modes keep them to probe processes and libraries that
+# come later: test_agent_tls).
+seams_agent_bg --cgroup "$CG_PARENT" --pg-port "$PGPORT" --window 5 --snapshot-dir "$SNAP" --tls-probe off
 AGENT=$SEAMS_AGENT_URL
 prom_start "${AGENT#http://}"
 

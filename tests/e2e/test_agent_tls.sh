@@ -67,9 +67,9 @@ kill "$STORM" 2>/dev/null || true
 pid=$SEAMS_AGENT_PID
 TRACEFS=/sys/kernel/tracing
 [ -e "$TRACEFS/uprobe_events" ] || TRACEFS=/sys/kernel/debug/tracing
-grep -q "seams_$pid/" "$TRACEFS/uprobe_events" || fail "no uprobe event of the agent's in $TRACEFS/uprobe_events"
+grep -q "seams_${pid}_" "$TRACEFS/uprobe_events" || fail "no uprobe event of the agent's in $TRACEFS/uprobe_events"
 seams_agent_stop || fail "the agent did not exit cleanly"
-if grep -q "seams_$pid/" "$TRACEFS/uprobe_events" 2>/dev/null; then
+if grep -q "seams_${pid}_" "$TRACEFS/uprobe_events" 2>/dev/null; then
 	cat "$TRACEFS/uprobe_events" >&2
 	fail "the agent left its uprobe events in $TRACEFS/uprobe_events"
 fi
