@@ -399,7 +399,6 @@ static __always_inline void nest_emit(struct nest_event *st, __u64 now)
  * NEST_OVERLAP instead of attributed. */
 static __always_inline void nest_turn(struct sock *sk, bool server, __u32 dir)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct nest_call *c = NULL;
 	struct nest_event *st;
 	__u64 key = (__u64)sk, now;
@@ -407,7 +406,8 @@ static __always_inline void nest_turn(struct sock *sk, bool server, __u32 dir)
 	if (server) {
 		bool recv = dir == PG_DIR_BACKEND;
 
-		st = bpf_task_storage_get(&nesting, task, 0, recv ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
+		st = bpf_task_storage_get(&nesting, bpf_get_current_task_btf(), 0,
+					  recv ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 		if (!st) {
 			if (recv)
 				count(CNT_NEST_FULL);
@@ -441,7 +441,7 @@ static __always_inline void nest_turn(struct sock *sk, bool server, __u32 dir)
 	/* A thread that never served a request has no state: nothing here. */
 	if (nest_open <= 0)
 		return;
-	st = bpf_task_storage_get(&nesting, task, 0, 0);
+	st = bpf_task_storage_get(&nesting, bpf_get_current_task_btf(), 0, 0);
 	if (!st || !st->sock)
 		return;
 	for (int i = 0; i < SEAMS_NEST_CALLS; i++) {

@@ -7,6 +7,7 @@
 # CPU time per transaction over it is what each observer adds, also on a
 # machine with idle CPU left (where TPS would not move at all).
 #   RATES="1000 1500" ROUNDS=3 SECS=8 WARM=2 tests/bench/pg_cpu_per_tx.sh
+# (CONFIGS="none hooks seams" for some of the configurations only)
 # Every round runs each rate with every configuration in turn, the order
 # reversed in every other round, so drift over the run (a warming or
 # bloating database, a neighbour's load) falls on all of them alike.  The
@@ -46,7 +47,8 @@ HZ=$(getconf CLK_TCK)
 BPF_STATS=${BPF_STATS:-1}
 command -v bpftool >/dev/null 2>&1 || BPF_STATS=0
 
-configs=(none seams hooks logstmt tshark)
+# CONFIGS="none seams" compares fewer (none is always needed).
+configs=(${CONFIGS:-none seams hooks logstmt tshark})
 declare -A label=(
 	[none]="nothing"
 	[seams]="seams capture"
@@ -56,7 +58,7 @@ declare -A label=(
 )
 if ! command -v tshark >/dev/null 2>&1; then
 	echo "tshark not installed (make deps): skipping its configuration" >&2
-	configs=(none seams hooks logstmt)
+	kept=(); for c in "${configs[@]}"; do [ "$c" = tshark ] || kept+=("$c"); done; configs=("${kept[@]}")
 fi
 
 if [ "$BPF_STATS" = 1 ]; then
