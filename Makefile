@@ -20,7 +20,8 @@ endif
 
 WARN     := -Wall -Wextra -Werror -Wmissing-field-initializers -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
-VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# A bare hash of digits only would read as a number: git's own g prefix then.
+VERSION  := $(shell (git describe --always --dirty 2>/dev/null || echo dev) | sed 's/^[0-9]*$$/g&/')
 CFLAGS   += $(WARN) -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuser -I$(BUILD) -DSEAMS_VERSION='"$(VERSION)"'
 LDLIBS   := -lbpf -lelf -lz -ljansson -lpg_query -lgvc -lcgraph -lmicrohttpd -lm -lpthread
 
