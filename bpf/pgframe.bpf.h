@@ -446,6 +446,10 @@ static long frame_step(__u32 i, void *arg)
 		append_hdr(c, 1);
 		st->bare = 0;
 		c->off += 1;
+		/* The answer to the client's SSLRequest tells its TLS
+		 * probes whether this process needs them. */
+		if (b == 'S' || b == 'N')
+			tls_note(b == 'S' ? EV_PG_TLS : EV_PG_PLAIN);
 		if (b == 'S' || b == 'G') {
 			/* TLS or GSS from here on: nothing more is readable. */
 			c->ps->encrypted = 1;

@@ -130,6 +130,27 @@ static __always_inline void count_n(__u32 idx, __u64 n)
 		*v += n;
 }
 
+/* Tell the collector's TLS probes about the current process (type: EV_EXEC,
+ * EV_PG_TLS or EV_PG_PLAIN) at once: it acts on them ahead of the rest. */
+static __always_inline void tls_note(__u32 type)
+{
+	/* Reserved, not built on the stack: the framer's calls use most of it. */
+	struct tls_note *e;
+
+	if (!tls_probing)
+		return;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(CNT_LOST_EVENTS);
+		return;
+	}
+	e->ts_ns = bpf_ktime_get_ns();
+	e->sock = 0;
+	e->type = type;
+	e->tgid = bpf_get_current_pid_tgid() >> 32;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+}
+
 #include "pgframe.bpf.h"
 
 /* Per-socket state, freed by the kernel with the socket: found without a

@@ -139,6 +139,8 @@ static __always_inline void tls_plain(__u64 sk, __u64 buf, __u64 n, __u32 dir)
 		__u8 b[8] = {};
 
 		s->opened = 1;
+		/* Its process is one whose probes must stay. */
+		tls_note(EV_PG_TLS);
 		bpf_probe_read_user(b, sizeof(b), (void *)buf);
 		/* A stream seen from its startup message decodes from it. */
 		pg_open((struct sock *)sk, sk | PG_TLS_STREAM,
@@ -221,14 +223,8 @@ int BPF_KRETPROBE(ssl_ret, long rc)
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-	struct exec_event e = { .type = EV_EXEC };
-
-	if (!capturing || !tls_probing || !traced_task())
-		return 0;
-	e.ts_ns = bpf_ktime_get_ns();
-	e.tgid = bpf_get_current_pid_tgid() >> 32;
-	if (bpf_ringbuf_output(&events, &e, sizeof(e), BPF_RB_FORCE_WAKEUP))
-		count(CNT_LOST_EVENTS);
+	if (capturing && tls_probing && traced_task())
+		tls_note(EV_EXEC);
 	return 0;
 }
 

@@ -26,6 +26,8 @@ enum seams_event_type {
 	EV_WAKE,        /* a CPU's PostgreSQL ring is half full: read it now */
 	EV_NEST,        /* an inbound request got its reply: the calls made inside it */
 	EV_EXEC,        /* a traced process exec'd: probe its TLS library now */
+	EV_PG_TLS,      /* a traced client's PostgreSQL connection went TLS */
+	EV_PG_PLAIN,    /* a traced client's SSLRequest was refused: plaintext */
 };
 
 enum seams_counter {
@@ -194,8 +196,9 @@ struct nest_event {
 	struct nest_call calls[SEAMS_NEST_CALLS];
 };
 
-/* EV_EXEC: a traced process exec'd; the tgid is in the event. */
-struct exec_event {
+/* EV_EXEC, EV_PG_TLS, EV_PG_PLAIN: what TLS probing acts on, about the
+ * traced process tgid. */
+struct tls_note {
 	__u64 ts_ns;
 	__u64 sock;      /* 0 */
 	__u32 type;

@@ -71,7 +71,7 @@ static void usage(FILE *f)
 		"      seams_series_dropped_total{reason}, seams_drain_errors_total,\n"
 		"      seams_evicted_total, seams_open_connections, seams_pg_statements_total,\n"
 		"      seams_pg_tls_connections_total, seams_pg_encrypted_connections_total,\n"
-		"      seams_tls_probed_processes,\n"
+		"      seams_tls_probed_processes, seams_tls_released_processes_total,\n"
 		"      seams_memory_bytes\n"
 		"  /graph.json                the last complete window (before the first one\n"
 		"                             ends: the window so far)\n"

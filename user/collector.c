@@ -39,13 +39,13 @@ static struct service *owner_service(struct collector *c, uint64_t cgroup_id, co
 	return conntrack_service(&c->ct, name, path ? path : "/", comm);
 }
 
-static void on_exec(void *ctx, const void *data, size_t size)
+static void on_tls_note(void *ctx, const void *data, size_t size)
 {
 	struct collector *c = ctx;
-	const struct exec_event *e = data;
+	const struct tls_note *e = data;
 
 	if (size >= sizeof(*e) && !c->detached)
-		loader_tls_exec(c->loader, (pid_t)e->tgid);
+		loader_tls_note(c->loader, (pid_t)e->tgid, e->type);
 }
 
 static void on_event(void *ctx, const void *data, size_t size)
@@ -202,7 +202,7 @@ int collector_start(struct collector *c, const struct collector_opts *o)
 		die_msg("cannot open the event ring buffer: %s", strerror(errno));
 		return -1;
 	}
-	events_set_urgent(c->ev, on_exec);
+	events_set_urgent(c->ev, on_tls_note);
 	return 0;
 }
 
@@ -292,6 +292,7 @@ static void fill_capture(struct collector *c, struct graph *g, int which)
 	json_object_set_new(cap, "tls_probed_processes", json_integer((json_int_t)tls.procs));
 	json_object_set_new(cap, "tls_probed_files", json_integer((json_int_t)tls.files));
 	json_object_set_new(cap, "tls_unprobed_processes", json_integer((json_int_t)tls.unprobed));
+	json_object_set_new(cap, "tls_released_processes", json_integer((json_int_t)tls.released));
 	json_object_set_new(cap, "tls_untraced_connections", json_integer((json_int_t)cnt[CNT_TLS_FULL]));
 	json_object_set_new(cap, "pg_bytes_copied", json_integer((json_int_t)cnt[CNT_PG_COPIED]));
 	json_object_set_new(cap, "pg_bytes_skipped", json_integer((json_int_t)cnt[CNT_PG_SKIPPED]));

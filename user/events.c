@@ -41,9 +41,11 @@ static int enqueue(void *ctx, void *data, size_t size)
 
 	if (size < sizeof(struct event_hdr) || ((struct event_hdr *)data)->type == EV_WAKE)
 		return 0;
-	/* An exec is acted on at once, not in time order: the process is
-	 * about to load its libraries. */
-	if (((struct event_hdr *)data)->type == EV_EXEC) {
+	/* What TLS probing acts on is acted on at once, not in time order:
+	 * an exec'd process is about to load its libraries, a client that
+	 * got TLS is about to use it. */
+	switch (((struct event_hdr *)data)->type) {
+	case EV_EXEC: case EV_PG_TLS: case EV_PG_PLAIN:
 		if (ev->urgent)
 			ev->urgent(ev->ctx, data, size);
 		return 0;

@@ -25,7 +25,8 @@ struct events *events_new(int rb_fd, struct pg_ring *rings, int ncpu, event_fn f
  * oldest first; final: everything, once nothing more can come.  0, or a
  * negative errno. */
 int events_poll(struct events *ev, int timeout_ms, bool final);
-/* fn gets EV_EXEC events as soon as they are read, ahead of the rest. */
+/* fn gets struct tls_note events (EV_EXEC, EV_PG_TLS, EV_PG_PLAIN) as soon
+ * as they are read, ahead of the rest. */
 void events_set_urgent(struct events *ev, event_fn fn);
 /* Records found malformed in the per-CPU rings (never expected). */
 uint64_t events_corrupt(const struct events *ev);

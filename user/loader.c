@@ -227,9 +227,9 @@ int loader_set_cgroups(struct loader *l, const uint64_t *ids, size_t n)
 	return ret;
 }
 
-void loader_tls_exec(struct loader *l, pid_t pid)
+void loader_tls_note(struct loader *l, pid_t pid, uint32_t type)
 {
-	tlsprobe_pid(l->tls, pid);
+	tlsprobe_note(l->tls, pid, type);
 }
 
 void loader_tls_scan(struct loader *l)

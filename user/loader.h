@@ -38,9 +38,10 @@ int loader_set_cgroups(struct loader *l, const uint64_t *ids, size_t n);
  * unit's cgroup when it stops and makes a new one, with a new id, at the
  * same path when it starts again. */
 void loader_follow_cgroups(struct loader *l, struct cgnames *names, const char *const *args, size_t n);
-/* OpenSSL probes: on a process that just exec'd (EV_EXEC), and on every
- * traced process now and then (it does its work at most every 2 s). */
-void loader_tls_exec(struct loader *l, pid_t pid);
+/* OpenSSL probes: on what a traced process did (type: EV_EXEC, EV_PG_TLS
+ * or EV_PG_PLAIN), and on every traced process now and then (it does its
+ * work at most every 2 s). */
+void loader_tls_note(struct loader *l, pid_t pid, uint32_t type);
 void loader_tls_scan(struct loader *l);
 struct tlsprobe_stats;
 void loader_tls_stats(struct loader *l, struct tlsprobe_stats *s);

@@ -244,6 +244,9 @@ static void self_metrics(struct strbuf *b, const struct collector *c)
 	loader_tls_stats(c->loader, &tls);
 	prom_family(b, "seams_tls_probed_processes", "gauge", "Processes whose OpenSSL is probed now");
 	prom_sample(b, "seams_tls_probed_processes", NULL, (double)tls.procs);
+	prom_family(b, "seams_tls_released_processes_total", "counter",
+		    "Probed processes let go: their PostgreSQL connections were plain, or they made none in 30 s");
+	prom_sample(b, "seams_tls_released_processes_total", NULL, (double)tls.released);
 	if (rss >= 0) {
 		prom_family(b, "seams_memory_bytes", "gauge", "Resident memory of the agent");
 		prom_sample(b, "seams_memory_bytes", NULL, (double)rss);

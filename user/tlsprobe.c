@@ -24,7 +24,17 @@
  * kernel runs the programs of an event for every process its filter
  * admits); and a process is probed by opening a perf event on it for
  * that trace event, which only adds it to the filter: 160 opens took
- * 38 ms, their closes 77 ms. */
+ * 38 ms, their closes 77 ms.
+ *
+ * A process probed this way pays on every context switch, not only on its
+ * SSL calls: the kernel switches its perf events in and out with it, and
+ * 8 of them made a pipe ping-pong 20-25% slower (`perf bench sched pipe`).
+ * So a process keeps its probes only while it may use them for
+ * PostgreSQL: the framer reports each SSLRequest's answer (EV_PG_TLS,
+ * EV_PG_PLAIN) and each TLS stream it follows.  A process whose client got
+ * 'N' is let go at once (pgbench and psql ask for TLS by default), one
+ * with no TLS PostgreSQL after UNUSED_S too; one that gets 'S' later is
+ * probed again then, which may miss its connection's first messages. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -52,13 +62,17 @@
 
 #define MAX_FILES     128  /* distinct TLS executables and libraries */
 #define MAX_SEEN      512  /* files looked at, TLS or not (round robin) */
-#define EXEC_QUEUE    256  /* execs waiting for the worker */
+#define EXEC_QUEUE    256  /* execs and other notes waiting for the worker */
 #define LATER_NS      100000000ULL /* a second look at an exec'd process */
 #define MAX_PROC_LIBS 16   /* TLS libraries probed per process, or file-wide */
 /* A process probed at exec that has not mapped a TLS library by then is
  * let go (its slot is needed more elsewhere); a later dlopen is caught by
  * the scan. */
 #define GRACE_S       10
+/* A process probed that has not used TLS for PostgreSQL by then is let go
+ * (its context switches cost more while probed). */
+#define UNUSED_S      30
+#define MAX_GONE      1024 /* processes let go, not probed again by scans */
 
 static const char *const funcs[TLS_NFUNCS] = { "SSL_write", "SSL_write_ex", "SSL_read", "SSL_read_ex" };
 
@@ -95,15 +109,25 @@ struct tls_proc {
 	uint64_t start;              /* start time: a reused pid is another process */
 	bool seen;                   /* found by the current scan */
 	bool mapped;                 /* a TLS file is in its maps */
+	bool wanted;                 /* it used TLS for PostgreSQL */
 	time_t probed;               /* when first probed */
 	int files[MAX_PROC_LIBS];    /* indexes in tp->files */
 	int nfiles;
 	int fds[MAX_PROC_LIBS][2 * TLS_NFUNCS]; /* perf event fd + 1; 0: none */
 };
 
+/* What a traced process did, for the worker: EV_EXEC, EV_PG_TLS or
+ * EV_PG_PLAIN. */
 struct exec_req {
 	pid_t pid;
+	uint32_t type;
 	uint64_t due_ns;             /* for a second look: when */
+};
+
+/* A process let go: a scan does not probe it again. */
+struct gone {
+	pid_t pid;
+	uint64_t start;
 };
 
 /* The collector hands execs and scans to the worker; the worker hands
@@ -139,6 +163,9 @@ struct tlsprobe {
 	bool file_wide;              /* probes for every process (pid -1) */
 	struct tls_proc all;         /* those probes */
 	uint64_t unprobed;
+	uint64_t released;           /* processes let go while running */
+	struct gone gone[MAX_GONE];  /* the latest of them, round robin */
+	int ngone, gone_next;
 	pid_t self;
 	/* The pids the last scan found, sorted: a scan between full ones
 	 * looks only at the others, since reading every process's cgroup,
@@ -469,6 +496,46 @@ static bool is_pg_server(pid_t pid)
 	return !strcmp(comm, "postgres\n");
 }
 
+/* Whether process pid (started at start) was let go; forget: it is to
+ * be probed again (it exec'd, or went TLS). */
+static bool let_go(struct tlsprobe *tp, pid_t pid, uint64_t start, bool forget)
+{
+	for (int i = 0; i < tp->ngone; i++) {
+		if (tp->gone[i].pid != pid)
+			continue;
+		if (forget || tp->gone[i].start != start)
+			tp->gone[i].pid = 0;
+		return tp->gone[i].pid != 0;
+	}
+	return false;
+}
+
+static void remember_gone(struct tlsprobe *tp, pid_t pid, uint64_t start)
+{
+	let_go(tp, pid, start, true);
+	tp->gone[tp->gone_next] = (struct gone){ pid, start };
+	tp->gone_next = (tp->gone_next + 1) % MAX_GONE;
+	if (tp->ngone < MAX_GONE)
+		tp->ngone++;
+}
+
+/* Let go of p, probed but not using TLS for PostgreSQL; the caller
+ * takes it out of tp->procs. */
+static void proc_let_go(struct tlsprobe *tp, struct tls_proc *p)
+{
+	remember_gone(tp, p->pid, p->start);
+	tp->released++;
+	proc_release(p);
+}
+
+static struct tls_proc *proc_find(struct tlsprobe *tp, pid_t pid)
+{
+	for (int i = 0; i < tp->nprocs; i++)
+		if (tp->procs[i].pid == pid)
+			return &tp->procs[i];
+	return NULL;
+}
+
 /* at_exec: before the process maps its libraries, so every libssl seen so
  * far is probed; false when its executable gives no reason to (the caller
  * looks again later).  Otherwise only what it maps. */
@@ -492,6 +559,8 @@ static bool probe(struct tlsprobe *tp, pid_t pid, bool at_exec)
 	start = proc_start(pid);
 	if (!start)
 		return true; /* gone already */
+	if (!at_exec && !tp->file_wide && let_go(tp, pid, start, false))
+		return true;
 	p = tp->file_wide ? &tp->all : proc_get(tp, pid, start);
 	if (!p) {
 		tp->unprobed++;
@@ -632,7 +701,11 @@ static void scan(struct tlsprobe *tp, bool full)
 		struct tls_proc *p = &tp->procs[i];
 
 		if (!p->seen || (!p->mapped && time(NULL) - p->probed > GRACE_S)) {
-			proc_release(&tp->procs[i]);
+			proc_release(p);
+			continue;
+		}
+		if (!p->wanted && time(NULL) - p->probed > UNUSED_S) {
+			proc_let_go(tp, p);
 			continue;
 		}
 		if (kept != i)
@@ -640,6 +713,48 @@ static void scan(struct tlsprobe *tp, bool full)
 		kept++;
 	}
 	tp->nprocs = kept;
+}
+
+/* What a traced process did (see struct exec_req). */
+static void note(struct tlsprobe *tp, struct exec_req *r)
+{
+	struct tls_proc *p;
+
+	switch (r->type) {
+	case EV_EXEC:
+		let_go(tp, r->pid, 0, true);
+		if (probe(tp, r->pid, true))
+			break;
+		if (tp->ln < EXEC_QUEUE)
+			tp->later[(tp->lhead + tp->ln++) % EXEC_QUEUE] = *r;
+		else
+			tp->unprobed++;
+		break;
+	case EV_PG_TLS:
+		/* Probed already, or mapping the library it is about to use. */
+		let_go(tp, r->pid, 0, true);
+		p = proc_find(tp, r->pid);
+		if (!p || !p->mapped)
+			probe(tp, r->pid, false);
+		p = proc_find(tp, r->pid);
+		if (p)
+			p->wanted = true;
+		break;
+	case EV_PG_PLAIN:
+		p = proc_find(tp, r->pid);
+		if (tp->file_wide || (p && p->wanted))
+			break;
+		if (!p) {
+			uint64_t start = proc_start(r->pid);
+
+			if (start)
+				remember_gone(tp, r->pid, start);
+			break;
+		}
+		proc_let_go(tp, p);
+		*p = tp->procs[--tp->nprocs];
+		break;
+	}
 }
 
 static uint64_t mono_ns(void)
@@ -655,6 +770,7 @@ static void count_stats(const struct tlsprobe *tp, struct tlsprobe_stats *s)
 	memset(s, 0, sizeof(*s));
 	s->procs = tp->nprocs;
 	s->unprobed = tp->unprobed;
+	s->released = tp->released;
 	s->files = tp->all.nfiles;
 	for (int f = 0; f < tp->all.nfiles; f++)
 		for (int k = 0; k < 2 * TLS_NFUNCS; k++)
@@ -694,12 +810,7 @@ static void *work(void *arg)
 			w->qhead = (w->qhead + 1) % EXEC_QUEUE;
 			w->qn--;
 			pthread_mutex_unlock(&w->mu);
-			if (!probe(tp, r.pid, true)) {
-				if (tp->ln < EXEC_QUEUE)
-					tp->later[(tp->lhead + tp->ln++) % EXEC_QUEUE] = r;
-				else
-					tp->unprobed++;
-			}
+			note(tp, &r);
 		} else if (tp->ln && tp->later[tp->lhead].due_ns <= now) {
 			r = tp->later[tp->lhead];
 			tp->lhead = (tp->lhead + 1) % EXEC_QUEUE;
@@ -744,7 +855,7 @@ static void wake(struct tlsprobe *tp)
 	pthread_cond_signal(&w->cv);
 }
 
-void tlsprobe_pid(struct tlsprobe *tp, pid_t pid)
+void tlsprobe_note(struct tlsprobe *tp, pid_t pid, uint32_t type)
 {
 	struct worker *w = tp ? &tp->w : NULL;
 
@@ -753,8 +864,14 @@ void tlsprobe_pid(struct tlsprobe *tp, pid_t pid)
 	pthread_mutex_lock(&w->mu);
 	if (w->qn == EXEC_QUEUE) {
 		w->dropped++;
+	} else if (type == EV_PG_TLS) {
+		/* Its client is in its TLS handshake: ahead of any exec. */
+		w->qhead = (w->qhead + EXEC_QUEUE - 1) % EXEC_QUEUE;
+		w->qn++;
+		w->q[w->qhead] = (struct exec_req){ pid, type, 0 };
+		wake(tp);
 	} else {
-		w->q[(w->qhead + w->qn++) % EXEC_QUEUE] = (struct exec_req){ pid, mono_ns() + LATER_NS };
+		w->q[(w->qhead + w->qn++) % EXEC_QUEUE] = (struct exec_req){ pid, type, mono_ns() + LATER_NS };
 		wake(tp);
 	}
 	pthread_mutex_unlock(&w->mu);

@@ -19,6 +19,7 @@ struct tlsprobe_stats {
 	uint64_t files;      /* files probed for every process (file-wide) */
 	uint64_t links;      /* uprobes attached now */
 	uint64_t unprobed;   /* processes left out: over SEAMS_MAX_TLS_PROCS, attach failed, or execs queued past EXEC_QUEUE */
+	uint64_t released;   /* processes let go while running: no TLS PostgreSQL */
 };
 
 struct tlsprobe;
@@ -32,10 +33,11 @@ struct tlsprobe;
  * removes.  NULL, and why in err, when out of memory or without tracefs. */
 struct tlsprobe *tlsprobe_new(struct bpf_program *const entry[TLS_NFUNCS], struct bpf_program *ret,
 			      const char *const *scopes, size_t nscopes, bool file_wide, char *err, size_t len);
-/* Process pid (traced: the caller checked) just exec'd: probed on the
- * probes' own thread, at once if it may use TLS, else looked at again
- * 100 ms later.  Never waits for an attach. */
-void tlsprobe_pid(struct tlsprobe *tp, pid_t pid);
+/* Process pid (traced: the caller checked) did type, on the probes' own
+ * thread; never waits for an attach.  EV_EXEC: probed at once if it may
+ * use TLS, else looked at again 100 ms later.  EV_PG_TLS: probed if not
+ * yet, and kept.  EV_PG_PLAIN: let go, unless it used TLS too. */
+void tlsprobe_note(struct tlsprobe *tp, pid_t pid, uint32_t type);
 /* Probe the traced processes that started since the last scan (full: all
  * of them, and the libraries they loaded since); let go of processes that
  * exited.  tlsprobe_scan does it now, on the caller's thread (before the

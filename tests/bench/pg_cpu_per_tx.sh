@@ -67,6 +67,13 @@ if [ "$BPF_STATS" = 1 ]; then
 	sysctl -qw kernel.bpf_stats_enabled=1
 fi
 pgbench_init "$SCALE"
+# The database does the same work in every run: no autovacuum worker lands
+# in one configuration's window (vacuuming pgbench_accounts takes a good
+# part of a second of CPU), since pgbench vacuums its small tables before
+# each run anyway; and each run starts after a checkpoint, the next one
+# far off.
+pg_psql -c "ALTER SYSTEM SET autovacuum = off" -c "ALTER SYSTEM SET checkpoint_timeout = '1h'" \
+	-c "ALTER SYSTEM SET max_wal_size = '8GB'" -c "SELECT pg_reload_conf()" >/dev/null
 cg_new idle
 cg_new tshark
 
@@ -206,6 +213,7 @@ seams_parts_read() {
 # collector-ns programs-ns" over a window just around it to parts.
 measure() {
 	local c=$1 rate=$2 r=$3 tag=$3.$2.$1 t0 t1 b0 b1 o0 o1 tx p0= p1 pt0 pt1
+	pg_psql -c CHECKPOINT
 	observer_start "$c" "$tag"
 	run_load "$rate" "$tag"
 	wait_for 60 has_lines "$WARM" || { cat "$BENCH_PROGRESS" >&2; fail "pgbench did not start"; }
