@@ -16,14 +16,6 @@
 #define TICK_NS      100000000ULL   /* fold closed connections this often */
 #define LISTENERS_NS 10000000000ULL /* re-read the listening sockets this often */
 
-uint64_t now_ns(clockid_t clk)
-{
-	struct timespec ts;
-
-	clock_gettime(clk, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 /* The service owning an event's task: its cgroup, or in the root cgroup
  * (or a cgroup already gone) its process name. */
 static struct service *owner_service(struct collector *c, uint64_t cgroup_id, const char *task_comm)

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cgname.h"
+#include "clock.h"
 #include "conntrack.h"
 #include "graph.h"
 #include "loader.h"
@@ -78,7 +79,5 @@ void collector_evict(struct collector *c, uint64_t idle_ns);
 /* One line on stderr per kind of loss, if any. */
 void collector_report_losses(const struct collector *c);
 void collector_free(struct collector *c);
-
-uint64_t now_ns(clockid_t clk);
 
 #endif

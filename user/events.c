@@ -5,6 +5,7 @@
 
 #include <bpf/libbpf.h>
 
+#include "clock.h"
 #include "events.h"
 
 /* Records may reach a ring a little after their timestamp (the time is
@@ -130,12 +131,10 @@ static uint64_t peek(struct events *ev, int c, uint64_t head)
 
 int events_poll(struct events *ev, int timeout_ms, bool final)
 {
-	struct timespec now;
 	uint64_t cutoff, heads[ev->ncpu], next[ev->ncpu];
 	int err;
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	cutoff = final ? UINT64_MAX : (uint64_t)now.tv_sec * 1000000000ULL + now.tv_nsec - GRACE_NS;
+	cutoff = final ? UINT64_MAX : now_ns(CLOCK_MONOTONIC) - GRACE_NS;
 	err = ring_buffer__poll(ev->rb, timeout_ms);
 	if (err >= 0)
 		err = ring_buffer__consume(ev->rb);

@@ -47,14 +47,6 @@ static int print_libbpf(enum libbpf_print_level level, const char *fmt, va_list 
 	return vfprintf(stderr, fmt, ap);
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 static bool has_cap(const struct __user_cap_data_struct *d, int cap)
 {
 	return d[cap / 32].effective & (1u << (cap % 32));
@@ -175,7 +167,7 @@ struct loader *loader_start(const struct loader_opts *o, char *err, size_t len)
 	 * be seen opening.  Their TLS connections are followed from the next
 	 * message boundary on. */
 	tlsprobe_scan(l->tls, true);
-	l->tls_scanned_ns = l->tls_full_ns = mono_ns();
+	l->tls_scanned_ns = l->tls_full_ns = now_ns(CLOCK_MONOTONIC);
 	return l;
 fail:
 	loader_stop(l);
@@ -234,7 +226,7 @@ void loader_tls_note(struct loader *l, pid_t pid, uint32_t type)
 
 void loader_tls_scan(struct loader *l)
 {
-	uint64_t now = mono_ns();
+	uint64_t now = now_ns(CLOCK_MONOTONIC);
 
 	if (!l->tls || now - l->tls_scanned_ns < TLS_SCAN_NS)
 		return;
@@ -251,13 +243,10 @@ void loader_tls_stats(struct loader *l, struct tlsprobe_stats *s)
 
 void loader_follow_cgroups(struct loader *l, struct cgnames *names, const char *const *args, size_t n)
 {
-	uint64_t ids[SEAMS_MAX_CGROUPS], now;
-	struct timespec ts;
+	uint64_t ids[SEAMS_MAX_CGROUPS], now = now_ns(CLOCK_MONOTONIC);
 
 	if (!n || n > SEAMS_MAX_CGROUPS)
 		return;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 	if (now - l->cgroups_checked_ns < 1000000000ULL)
 		return;
 	l->cgroups_checked_ns = now;

@@ -57,6 +57,7 @@
 
 #include <bpf/libbpf.h>
 
+#include "clock.h"
 #include "seams.h"
 #include "tlsprobe.h"
 
@@ -757,14 +758,6 @@ static void note(struct tlsprobe *tp, struct exec_req *r)
 	}
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
-}
-
 static void count_stats(const struct tlsprobe *tp, struct tlsprobe_stats *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -799,7 +792,7 @@ static void *work(void *arg)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	pthread_mutex_lock(&w->mu);
 	while (!w->stop) {
-		uint64_t now = mono_ns();
+		uint64_t now = now_ns(CLOCK_MONOTONIC);
 		bool other = (tp->ln && tp->later[tp->lhead].due_ns <= now) || w->scan;
 		struct exec_req r;
 
@@ -871,7 +864,8 @@ void tlsprobe_note(struct tlsprobe *tp, pid_t pid, uint32_t type)
 		w->q[w->qhead] = (struct exec_req){ pid, type, 0 };
 		wake(tp);
 	} else {
-		w->q[(w->qhead + w->qn++) % EXEC_QUEUE] = (struct exec_req){ pid, type, mono_ns() + LATER_NS };
+		w->q[(w->qhead + w->qn++) % EXEC_QUEUE] =
+			(struct exec_req){ pid, type, now_ns(CLOCK_MONOTONIC) + LATER_NS };
 		wake(tp);
 	}
 	pthread_mutex_unlock(&w->mu);
