@@ -26,7 +26,7 @@ struct pg_dirstate {
 	__u8 hdr_have;
 	__u8 synced;
 	__u8 untyped;       /* frontend: next message has no type byte (startup) */
-	__u8 bare;          /* backend: next is the one-byte answer to SSL/GSS requests */
+	__u8 bare;          /* backend: next is the one-byte answer to an SSL (1) or GSS (2) request */
 	__u8 sync_next;     /* backend: a frontend write happened, resync at next read */
 	__u8 pad[3];
 };
@@ -381,7 +381,7 @@ static __always_inline long header_done(struct frame_ctx *c)
 			return -1;
 		}
 		if (code == PG_SSL_REQ || code == PG_GSS_REQ)
-			c->ps->d[PG_DIR_BACKEND].bare = 1;
+			c->ps->d[PG_DIR_BACKEND].bare = code == PG_SSL_REQ ? 1 : 2;
 		else
 			st->untyped = 0;
 		body = mlen - 8;
@@ -444,12 +444,13 @@ static long frame_step(__u32 i, void *arg)
 		bpf_probe_read_user(&b, 1, (void *)(c->buf + c->off));
 		st->hdr[0] = b;
 		append_hdr(c, 1);
+		/* The answer to the client's SSLRequest tells its TLS
+		 * probes whether this process needs them (a GSSENCRequest
+		 * refused is followed by an SSLRequest). */
+		if (b == 'S' || b == 'N')
+			tls_note(b == 'S' ? EV_PG_TLS : st->bare == 1 ? EV_PG_PLAIN : 0);
 		st->bare = 0;
 		c->off += 1;
-		/* The answer to the client's SSLRequest tells its TLS
-		 * probes whether this process needs them. */
-		if (b == 'S' || b == 'N')
-			tls_note(b == 'S' ? EV_PG_TLS : EV_PG_PLAIN);
 		if (b == 'S' || b == 'G') {
 			/* TLS or GSS from here on: nothing more is readable. */
 			c->ps->encrypted = 1;

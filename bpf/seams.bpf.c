@@ -137,7 +137,7 @@ static __always_inline void tls_note(__u32 type)
 	/* Reserved, not built on the stack: the framer's calls use most of it. */
 	struct tls_note *e;
 
-	if (!tls_probing)
+	if (!tls_probing || !type)
 		return;
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {

@@ -1032,7 +1032,10 @@ struct tlsprobe *tlsprobe_new(struct bpf_program *const entry[TLS_NFUNCS], struc
 			if (dup)
 				continue;
 			tp->system[tp->nsystem++] = fi;
-			if (file_wide && !proc_attach(tp, &tp->all, fi))
+			/* Per process, its events are made now all the same: made
+			 * at the first exec, they took long enough for a script
+			 * to connect first. */
+			if (file_wide ? !proc_attach(tp, &tp->all, fi) : !file_events(tp, fi))
 				tp->unprobed++;
 		}
 	return tp;

@@ -20,13 +20,15 @@ bench=$CG_LAST_PID
 
 perf_fds() { find "/proc/$SEAMS_PID/fd" -lname 'anon_inode:*perf_event*' 2>/dev/null | wc -l; }
 events() { grep -c "^[pr]:seams_${SEAMS_PID}_" /sys/kernel/tracing/uprobe_events 2>/dev/null || true; }
-# Probed at its exec (its events are made then: 8 for libssl's four SSL
-# functions), let go at its first answer: one perf event per tracefs
-# event is left, the one its program hangs on.
-only_carriers() { [ "$(perf_fds)" = "$(events)" ]; }
-wait_for 10 sh -c '[ "$(grep -c "^[pr]:seams_$0_" /sys/kernel/tracing/uprobe_events)" -ge 8 ]' "$SEAMS_PID" ||
-	fail "pgbench was never probed (no tracefs events)"
-sleep 0.5
+# Probed at its exec, let go at its first connection's answer: once its
+# clients are connected, one perf event per tracefs event is left (8 for
+# libssl's four SSL functions, made at the start), the one its program
+# hangs on.
+only_carriers() { [ "$(events)" -ge 8 ] && [ "$(perf_fds)" = "$(events)" ]; }
+pgbench_clients() {
+	[ "$(pg_psql -At -c "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgbench'")" -ge 2 ]
+}
+wait_for 10 pgbench_clients || fail "pgbench's clients did not connect"
 wait_for 10 only_carriers ||
 	fail "pgbench's perf events still held: $(perf_fds) perf events for $(events) tracefs events"
 kill -0 "$bench" 2>/dev/null || fail "pgbench ended before the check; it must still be running"
