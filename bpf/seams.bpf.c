@@ -131,7 +131,9 @@ static __always_inline void count_n(__u32 idx, __u64 n)
 }
 
 /* Tell the collector's TLS probes about the current process (type: EV_EXEC,
- * EV_PG_TLS or EV_PG_PLAIN) at once: it acts on them ahead of the rest. */
+ * EV_PG_TLS or EV_PG_PLAIN): it acts on them ahead of the rest, and at once
+ * but for EV_PG_PLAIN, which a client opening a connection per request
+ * would otherwise turn into a wakeup per request. */
 static __always_inline void tls_note(__u32 type)
 {
 	/* Reserved, not built on the stack: the framer's calls use most of it. */
@@ -148,7 +150,7 @@ static __always_inline void tls_note(__u32 type)
 	e->sock = 0;
 	e->type = type;
 	e->tgid = bpf_get_current_pid_tgid() >> 32;
-	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	bpf_ringbuf_submit(e, type == EV_PG_PLAIN ? wakeup_flags() : BPF_RB_FORCE_WAKEUP);
 }
 
 #include "pgframe.bpf.h"

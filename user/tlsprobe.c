@@ -32,7 +32,7 @@
  * So a process keeps its probes only while it may use them for
  * PostgreSQL: the framer reports each SSLRequest's answer (EV_PG_TLS,
  * EV_PG_PLAIN) and each TLS stream it follows.  A process whose client got
- * 'N' is let go at once (pgbench and psql ask for TLS by default), one
+ * 'N' is let go at the next drain (pgbench and psql ask for TLS by default), one
  * with no TLS PostgreSQL after UNUSED_S too; one that gets 'S' later is
  * probed again then, which may miss its connection's first messages. */
 #include <dirent.h>
@@ -746,9 +746,10 @@ static void note(struct tlsprobe *tp, struct exec_req *r)
 		if (tp->file_wide || (p && p->wanted))
 			break;
 		if (!p) {
+			/* Remembered once, not again at each of its connections. */
 			uint64_t start = proc_start(r->pid);
 
-			if (start)
+			if (start && !let_go(tp, r->pid, start, false))
 				remember_gone(tp, r->pid, start);
 			break;
 		}
