@@ -685,9 +685,10 @@ static __always_inline bool pg_startup(int ret)
 	__u64 iov, iovcnt, buf;
 	__u8 b[8] = {};
 
+	if (ret < 8)
+		return false;
 	syscall_args(&in);
-
-	if (ret < 8 || (in.nr != NR_read && in.nr != NR_recvfrom && in.nr != NR_readv && in.nr != NR_recvmsg))
+	if (in.nr != NR_read && in.nr != NR_recvfrom && in.nr != NR_readv && in.nr != NR_recvmsg)
 		return false;
 	buf = first_buf(&in, &iov, &iovcnt);
 	return !bpf_probe_read_user(b, sizeof(b), (void *)buf) && looks_untyped(b);
