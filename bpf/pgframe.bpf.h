@@ -79,7 +79,7 @@ static __always_inline __u32 be32(const __u8 *b)
 }
 
 /* What the framer does with each message type, per direction: legal types
- * (PostgreSQL's protocol.h) carry MSG_LEGAL and the body bytes the decoder
+ * (include/seams.h) carry MSG_LEGAL and the body bytes the decoder
  * needs, everything after them being a gap; MSG_DROP leaves out the whole
  * message, header too.  A table, not a switch: one load instead of a branch
  * per type, which keeps the verifier's paths few. */
@@ -87,29 +87,22 @@ static __always_inline __u32 be32(const __u8 *b)
 #define MSG_DROP  0x4000
 #define MSG_CAP   0x3fff
 
+/* Body bytes kept per type, beyond the header; any other legal type keeps
+ * none.  Passwords and SASL ('p', 'R' past its subtype) are never copied;
+ * Bind's portal and statement names lead and its values follow; an error's
+ * severity and SQLSTATE come first. */
+#define FRONTEND_KEEP(t) \
+	((t) == 'Q' || (t) == 'P' ? PG_SQL_COPY : (t) == 'B' ? 256 : \
+	 (t) == 'C' || (t) == 'D' || (t) == 'E' || (t) == 'F' ? 128 : (t) == 'd' ? MSG_DROP : 0)
+#define BACKEND_KEEP(t) \
+	((t) == 'C' ? 128 : (t) == 'E' || (t) == 'N' ? 512 : (t) == 'Z' ? 1 : (t) == 'R' ? 4 : \
+	 (t) == 'S' ? 256 : (t) == 'D' || (t) == 'd' ? MSG_DROP : 0)
+#define FRONTEND_PLAN(t) [t] = MSG_LEGAL | FRONTEND_KEEP(t),
+#define BACKEND_PLAN(t)  [t] = MSG_LEGAL | BACKEND_KEEP(t),
+
 static const __u16 msg_plan[2][128] = {
-	[PG_DIR_FRONTEND] = {
-		['Q'] = MSG_LEGAL | PG_SQL_COPY, ['P'] = MSG_LEGAL | PG_SQL_COPY,
-		['B'] = MSG_LEGAL | 256,  /* portal and statement names lead; values follow */
-		['C'] = MSG_LEGAL | 128, ['D'] = MSG_LEGAL | 128, ['E'] = MSG_LEGAL | 128,
-		['F'] = MSG_LEGAL | 128,
-		['H'] = MSG_LEGAL, ['S'] = MSG_LEGAL, ['X'] = MSG_LEGAL, ['c'] = MSG_LEGAL,
-		['f'] = MSG_LEGAL,
-		['p'] = MSG_LEGAL,        /* passwords and SASL: never copied */
-		['d'] = MSG_LEGAL | MSG_DROP,
-	},
-	[PG_DIR_BACKEND] = {
-		['C'] = MSG_LEGAL | 128,  /* CommandComplete tag */
-		['E'] = MSG_LEGAL | 512, ['N'] = MSG_LEGAL | 512, /* severity and SQLSTATE first */
-		['Z'] = MSG_LEGAL | 1,
-		['R'] = MSG_LEGAL | 4,    /* auth subtype only, never SASL data */
-		['S'] = MSG_LEGAL | 256,
-		['1'] = MSG_LEGAL, ['2'] = MSG_LEGAL, ['3'] = MSG_LEGAL, ['A'] = MSG_LEGAL,
-		['G'] = MSG_LEGAL, ['H'] = MSG_LEGAL, ['I'] = MSG_LEGAL, ['K'] = MSG_LEGAL,
-		['T'] = MSG_LEGAL, ['V'] = MSG_LEGAL, ['W'] = MSG_LEGAL, ['c'] = MSG_LEGAL,
-		['n'] = MSG_LEGAL, ['s'] = MSG_LEGAL, ['t'] = MSG_LEGAL, ['v'] = MSG_LEGAL,
-		['D'] = MSG_LEGAL | MSG_DROP, ['d'] = MSG_LEGAL | MSG_DROP,
-	},
+	[PG_DIR_FRONTEND] = { PG_FRONTEND_TYPES(FRONTEND_PLAN) },
+	[PG_DIR_BACKEND] = { PG_BACKEND_TYPES(BACKEND_PLAN) },
 };
 
 static __always_inline __u32 plan_of(__u32 dir, __u8 t)

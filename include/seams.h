@@ -84,6 +84,17 @@ struct conn_event {
 #define PG_SQL_COPY  16000 /* longest SQL text copied; longer is truncated */
 #define PG_PATH_MAX  108   /* sun_path */
 
+/* The message types legal in each direction (PostgreSQL's protocol.h), as
+ * lists of X(type): the framer's plan and the decoder's table are both made
+ * from them, so the kernel and the collector agree on what is legal. */
+#define PG_FRONTEND_TYPES(X) \
+	X('Q') X('P') X('B') X('C') X('D') X('E') X('F') X('H') X('S') X('X') \
+	X('c') X('f') X('p') X('d')
+#define PG_BACKEND_TYPES(X) \
+	X('C') X('E') X('N') X('Z') X('R') X('S') X('1') X('2') X('3') X('A') \
+	X('G') X('H') X('I') X('K') X('T') X('V') X('W') X('c') X('n') X('s') \
+	X('t') X('v') X('D') X('d')
+
 /* PostgreSQL records travel in one ring per CPU, mmapped by the collector,
  * not in the shared ring buffer: its reservation takes a lock with
  * interrupts off and an atomic commit, and every CPU takes the same lock.

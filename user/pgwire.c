@@ -6,7 +6,10 @@
  * Timing: a request's start_ns is when its message was complete (the Query;
  * for the extended protocol the Execute, or the Parse/Bind that failed);
  * end_ns is when its CommandComplete or ErrorResponse was complete. */
+#include <linux/types.h>
+
 #include "pgwire.h"
+#include "seams.h"
 #include "sqltables.h"
 
 #include <ctype.h>
@@ -770,17 +773,12 @@ static void backend_msg(struct pg_conn *c, struct half *h)
 
 /* ---- framing ------------------------------------------------------------------ */
 
-/* Message types by direction (PostgreSQL's protocol.h): a table, since every
+/* Message types by direction (include/seams.h): a table, since every
  * header and every resynchronization candidate asks. */
-#define LEGAL(c) [c] = 1
+#define LEGAL(c) [c] = 1,
 static const uint8_t legal_types[2][256] = {
-	[PG_FRONTEND] = { LEGAL('Q'), LEGAL('P'), LEGAL('B'), LEGAL('E'), LEGAL('D'), LEGAL('C'),
-			  LEGAL('S'), LEGAL('H'), LEGAL('X'), LEGAL('p'), LEGAL('F'), LEGAL('d'),
-			  LEGAL('c'), LEGAL('f') },
-	[PG_BACKEND] = { LEGAL('R'), LEGAL('S'), LEGAL('K'), LEGAL('Z'), LEGAL('T'), LEGAL('D'),
-			 LEGAL('C'), LEGAL('E'), LEGAL('N'), LEGAL('1'), LEGAL('2'), LEGAL('3'),
-			 LEGAL('n'), LEGAL('t'), LEGAL('s'), LEGAL('I'), LEGAL('G'), LEGAL('H'),
-			 LEGAL('W'), LEGAL('d'), LEGAL('c'), LEGAL('A'), LEGAL('v'), LEGAL('V') },
+	[PG_FRONTEND] = { PG_FRONTEND_TYPES(LEGAL) },
+	[PG_BACKEND] = { PG_BACKEND_TYPES(LEGAL) },
 };
 #undef LEGAL
 
