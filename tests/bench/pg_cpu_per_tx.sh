@@ -315,6 +315,12 @@ awk -v stmts="$STMTS_PER_TX" -v rates="${rates[*]}" -v configs="${configs[*]}" -
 	# stats KEY FORMAT: "median (min..max)" of v[KEY, 1..nv[KEY]]
 	function stats(k, f) { return nv[k] ? sprintf(f " (" f ".." f ")", median(k), lo(k), hi(k)) : "-" }
 	function put(k, x) { v[k, ++nv[k]] = x }
+	# twice the standard error of a median over the rounds (1.25 sigma / root n)
+	function err2(k,   i, s, ss, n) {
+		n = nv[k]; if (n < 2) return 0
+		for (i = 1; i <= n; i++) { s += v[k, i]; ss += v[k, i] * v[k, i] }
+		return 2 * 1.25 * sqrt((ss - s * s / n) / (n - 1) / n)
+	}
 	FILENAME ~ /tshark_share$/ { share[$1, $2] = $3; next }
 	{ cpu[$1, $2, $3, 1] = $6 / $4; cpu[$1, $2, $3, 2] = $7 / $4; tps[$1, $2, $3] = $4 / $5; round[$1] = 1 }
 	END {
@@ -363,19 +369,26 @@ awk -v stmts="$STMTS_PER_TX" -v rates="${rates[*]}" -v configs="${configs[*]}" -
 						stats(rate SUBSEP c SUBSEP "tpsratio", "%.3f")) : sprintf("%.0f", median(rate SUBSEP c SUBSEP "tps"))
 			}
 			# The verdict is on the ratio of the medians, steadier than any
-			# one round; the rounds'"'"' own ratios show how far it can be trusted.
+			# one round, and on how far the medians can be off: the ratio of
+			# each median two standard errors down over the other median two up,
+			# and the reverse, must both be on the same side of the target
+			# for a verdict.  The noise of a window falls as the root of SECS.
 			for (s = 1; s <= 2; s++) for (o = 1; o <= 2; o++) {
 				sc = s == 1 ? "seams" : "hooks"; oc = o == 1 ? "logstmt" : "tshark"; target = o == 1 ? 0.5 : 0.1
 				k = rate SUBSEP m SUBSEP sc SUBSEP oc
 				if (!nv[k] && !noratio[rate, m, sc, oc]) continue
-				den = median(rate SUBSEP m SUBSEP oc SUBSEP "add")
-				ratio = den > 0 ? median(rate SUBSEP m SUBSEP sc SUBSEP "add") / den : 1e9
+				ks = rate SUBSEP m SUBSEP sc SUBSEP "add"; ko = rate SUBSEP m SUBSEP oc SUBSEP "add"
+				den = median(ko); num = median(ks)
+				ratio = den > 0 ? num / den : 1e9
+				rlo = num - err2(ks) < 0 ? 0 : (num - err2(ks)) / (den + err2(ko))
+				rhi = den - err2(ko) > 0 ? (num + err2(ks)) / (den - err2(ko)) : 1e9
 				rs = ratio < 1e9 ? sprintf("%.3f", ratio) : "n/a"
-				verdict = ratio >= 1e9 ? "not measured (no added cost to compare with)" : ratio > target ? "NOT met" : nv[k] && hi(k) <= target && !noratio[rate, m, sc, oc] \
-					? "met in every round" : "met (medians), not in every round"
+				verdict = ratio >= 1e9 ? "not measured (no added cost to compare with)" : rlo > target ? "NOT met" : \
+					rhi > target ? "not resolved (the target is within the error of the medians; more ROUNDS or SECS narrow it)" : \
+					nv[k] && hi(k) <= target && !noratio[rate, m, sc, oc] ? "met in every round" : "met (medians, with their error), not in every round"
 				printf "  %s added / %s added: %s (rounds: %s%s)", name[sc], name[oc], rs, stats(k, "%.3f"),
 					noratio[rate, m, sc, oc] ? sprintf("; %d without a measurable cost for %s", noratio[rate, m, sc, oc], name[oc]) : ""
-				if (sc == "seams") printf "; target <= %.1f: %s", target, verdict
+				if (sc == "seams") printf "; within %.3f..%s; target <= %.1f: %s", rlo, rhi < 1e9 ? sprintf("%.3f", rhi) : "any", target, verdict
 				printf "\n"
 				k = rate SUBSEP m SUBSEP sc SUBSEP "tsharkall"
 				if (oc == "tshark" && nv[k])
