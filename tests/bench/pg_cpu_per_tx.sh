@@ -315,11 +315,11 @@ awk -v stmts="$STMTS_PER_TX" -v rates="${rates[*]}" -v configs="${configs[*]}" -
 	# stats KEY FORMAT: "median (min..max)" of v[KEY, 1..nv[KEY]]
 	function stats(k, f) { return nv[k] ? sprintf(f " (" f ".." f ")", median(k), lo(k), hi(k)) : "-" }
 	function put(k, x) { v[k, ++nv[k]] = x }
-	# twice the standard error of a median over the rounds (1.25 sigma / root n)
-	function err2(k,   i, s, ss, n) {
+	# the standard error of a median over the rounds: 1.25 sigma / root n
+	function se(k,   i, s, ss, n) {
 		n = nv[k]; if (n < 2) return 0
 		for (i = 1; i <= n; i++) { s += v[k, i]; ss += v[k, i] * v[k, i] }
-		return 2 * 1.25 * sqrt((ss - s * s / n) / (n - 1) / n)
+		return 1.25 * sqrt((ss - s * s / n) / (n - 1) / n)
 	}
 	FILENAME ~ /tshark_share$/ { share[$1, $2] = $3; next }
 	{ cpu[$1, $2, $3, 1] = $6 / $4; cpu[$1, $2, $3, 2] = $7 / $4; tps[$1, $2, $3] = $4 / $5; round[$1] = 1 }
@@ -369,10 +369,10 @@ awk -v stmts="$STMTS_PER_TX" -v rates="${rates[*]}" -v configs="${configs[*]}" -
 						stats(rate SUBSEP c SUBSEP "tpsratio", "%.3f")) : sprintf("%.0f", median(rate SUBSEP c SUBSEP "tps"))
 			}
 			# The verdict is on the ratio of the medians, steadier than any
-			# one round, and on how far the medians can be off: the ratio of
-			# each median two standard errors down over the other median two up,
-			# and the reverse, must both be on the same side of the target
-			# for a verdict.  The noise of a window falls as the root of SECS.
+			# one round, and on how far it can be off: two standard errors
+			# of the ratio either side of it (from those of the medians)
+			# must be on the same side of the target for a verdict.  The
+			# noise of a window falls as the root of SECS.
 			for (s = 1; s <= 2; s++) for (o = 1; o <= 2; o++) {
 				sc = s == 1 ? "seams" : "hooks"; oc = o == 1 ? "logstmt" : "tshark"; target = o == 1 ? 0.5 : 0.1
 				k = rate SUBSEP m SUBSEP sc SUBSEP oc
@@ -380,15 +380,15 @@ awk -v stmts="$STMTS_PER_TX" -v rates="${rates[*]}" -v configs="${configs[*]}" -
 				ks = rate SUBSEP m SUBSEP sc SUBSEP "add"; ko = rate SUBSEP m SUBSEP oc SUBSEP "add"
 				den = median(ko); num = median(ks)
 				ratio = den > 0 ? num / den : 1e9
-				rlo = num - err2(ks) < 0 ? 0 : (num - err2(ks)) / (den + err2(ko))
-				rhi = den - err2(ko) > 0 ? (num + err2(ks)) / (den - err2(ko)) : 1e9
+				err = den > 0 ? 2 * sqrt(se(ks) ^ 2 + (ratio * se(ko)) ^ 2) / den : 0
+				rlo = ratio - err; rhi = ratio + err
 				rs = ratio < 1e9 ? sprintf("%.3f", ratio) : "n/a"
 				verdict = ratio >= 1e9 ? "not measured (no added cost to compare with)" : rlo > target ? "NOT met" : \
-					rhi > target ? "not resolved (the target is within the error of the medians; more ROUNDS or SECS narrow it)" : \
+					rhi > target ? "not resolved (the target is within two standard errors; more ROUNDS or SECS narrow them)" : \
 					nv[k] && hi(k) <= target && !noratio[rate, m, sc, oc] ? "met in every round" : "met (medians, with their error), not in every round"
 				printf "  %s added / %s added: %s (rounds: %s%s)", name[sc], name[oc], rs, stats(k, "%.3f"),
 					noratio[rate, m, sc, oc] ? sprintf("; %d without a measurable cost for %s", noratio[rate, m, sc, oc], name[oc]) : ""
-				if (sc == "seams") printf "; within %.3f..%s; target <= %.1f: %s", rlo, rhi < 1e9 ? sprintf("%.3f", rhi) : "any", target, verdict
+				if (sc == "seams") printf "; %s; target <= %.1f: %s", ratio < 1e9 ? sprintf("%.3f..%.3f within two standard errors", rlo, rhi) : "", target, verdict
 				printf "\n"
 				k = rate SUBSEP m SUBSEP sc SUBSEP "tsharkall"
 				if (oc == "tshark" && nv[k])
