@@ -89,6 +89,25 @@ busy_read() {
 	BUSY=$((l[1] + l[2] + l[3] + l[6] + l[7]))
 }
 
+# ipi_read: IPIS = interrupts one CPU sent another so far, all CPUs: a
+# remote wakeup (CAL), a reschedule (RES), a TLB shootdown (TLB), and irq
+# work (IWI, a BPF ring buffer's wakeup among others).  In a VM each one
+# costs an exit, so an observer that changes where tasks wake pays there
+# too, outside its own code.
+ipi_read() {
+	local name rest n total=0
+	while read -r name rest; do
+		case $name in RES:|CAL:|TLB:|IWI:)
+			for n in $rest; do
+				[[ $n =~ ^[0-9]+$ ]] || break
+				total=$((total + n))
+			done
+			;;
+		esac
+	done < /proc/interrupts
+	IPIS=$total
+}
+
 # pg_set_log_statement VALUE|default: log_statement for new sessions; waits until a new session
 # sees it, since pg_reload_conf() only signals the postmaster.
 pg_set_log_statement() {
@@ -216,14 +235,14 @@ seams_parts_read() {
 # busy_us ours_us" to runs, and for seams "round rate config tx
 # collector-ns programs-ns" over a window of its own after it to parts.
 measure() {
-	local c=$1 rate=$2 r=$3 tag=$3.$2.$1 t0 t1 b0 b1 o0 o1 tx p0= p1 pt0 pt1
+	local c=$1 rate=$2 r=$3 tag=$3.$2.$1 t0 t1 b0 b1 o0 o1 i0 i1 tx p0= p1 pt0 pt1
 	pg_psql -c CHECKPOINT
 	observer_start "$c" "$tag"
 	run_load "$rate" "$tag"
 	wait_for 60 has_lines "$WARM" || { cat "$BENCH_PROGRESS" >&2; fail "pgbench did not start"; }
-	ours_read; o0=$OURS; busy_read; b0=$BUSY; t0=$EPOCHREALTIME
+	ipi_read; i0=$IPIS; ours_read; o0=$OURS; busy_read; b0=$BUSY; t0=$EPOCHREALTIME
 	sleep "$SECS"
-	busy_read; b1=$BUSY; t1=$EPOCHREALTIME; ours_read; o1=$OURS
+	busy_read; b1=$BUSY; t1=$EPOCHREALTIME; ours_read; o1=$OURS; ipi_read; i1=$IPIS
 	# seams' own parts, in a window of their own after the measured one:
 	# the kernel's accounting costs about 100 ns per program run here
 	# (syscall_cost.sh's floor doubles with it), which users do not pay.
@@ -255,7 +274,7 @@ measure() {
 		rm -f "$TEST_TMP/tshark.$tag.out"
 	fi
 	awk -v r="$r" -v rate="$rate" -v c="$c" -v tx="$tx" -v t0="$t0" -v t1="$t1" -v b="$((b1 - b0))" -v hz="$HZ" \
-		-v o="$((o1 - o0))" 'BEGIN { printf "%s %s %s %d %.3f %.0f %d\n", r, rate, c, tx, t1 - t0, b * 1e6 / hz, o }' \
+		-v o="$((o1 - o0))" -v i="$((i1 - i0))" 'BEGIN { printf "%s %s %s %d %.3f %.0f %d %d\n", r, rate, c, tx, t1 - t0, b * 1e6 / hz, o, i }' \
 		>> "$TEST_TMP/runs"
 }
 
@@ -420,5 +439,23 @@ for rate in "${rates[@]}"; do
 				stats(coll, n, "%.2f"), stats(prog, n, "%.2f"), stats(both, n, "%.2f") }' "$TEST_TMP/parts"
 	done
 done
-echo "every run: round rate configuration transactions seconds machine-busy-µs ours-µs"
+echo
+echo "interrupts between CPUs per transaction (RES, CAL, TLB, IWI of /proc/interrupts; median (min..max) over rounds):"
+awk -v rates="${rates[*]}" -v configs="${configs[*]}" -v names="${label[none]}|${label[seams]}|${label[hooks]}|${label[logstmt]}|${label[tshark]}" '
+	function sort_(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }
+	function stats(a, n, f) { sort_(a, n); return sprintf(f " (" f ".." f ")", n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2, a[1], a[n]) }
+	{ ipi[$1, $2, $3] = $8 / $4; round[$1] = 1 }
+	END {
+		nr = split(rates, R, " "); nc = split(configs, C, " ")
+		split(names, L, "|"); name["none"] = L[1]; name["seams"] = L[2]; name["hooks"] = L[3]
+		name["logstmt"] = L[4]; name["tshark"] = L[5]
+		for (ri = 1; ri <= nr; ri++) for (ci = 1; ci <= nc; ci++) {
+			n = 0; delete per; delete add
+			for (r in round) if ((r, R[ri], C[ci]) in ipi && (r, R[ri], "none") in ipi) {
+				n++; per[n] = ipi[r, R[ri], C[ci]]; add[n] = per[n] - ipi[r, R[ri], "none"]
+			}
+			if (n) printf "  -R %-6s %-24s %-22s added %s\n", R[ri], name[C[ci]], stats(per, n, "%.2f"), C[ci] == "none" ? "-" : stats(add, n, "%+.2f")
+		}
+	}' "$TEST_TMP/runs"
+echo "every run: round rate configuration transactions seconds machine-busy-µs ours-µs interrupts-between-CPUs"
 cat "$TEST_TMP/runs"
