@@ -32,8 +32,9 @@ DEB_PKGS := clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool \
             libgraphviz-dev graphviz libmicrohttpd-dev libcmocka-dev libclang-rt-14-dev \
             postgresql-15 postgresql-contrib libpq-dev python3 python3-psycopg2 curl iproute2 jq socat \
             chromium prometheus openssl nodejs
-# What only `make bench` compares seams with (pg_cpu_per_tx.sh).
-BENCH_PKGS := tshark
+# What only `make bench` uses: tshark, which pg_cpu_per_tx.sh compares
+# seams with, and perf, which bpf_lines.sh samples with.
+BENCH_PKGS := tshark linux-perf
 
 BPF_SRCS  := $(wildcard bpf/*.bpf.c)
 BPF_OBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.bpf.o,$(BPF_SRCS))
