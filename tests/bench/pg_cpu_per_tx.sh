@@ -232,7 +232,7 @@ seams_parts_read() {
 }
 
 # measure CONFIG RATE ROUND: one run; appends "round rate config tx secs
-# busy_us ours_us" to runs, and for seams "round rate config tx
+# busy_us ours_us interrupts" to runs, and for seams "round rate config tx
 # collector-ns programs-ns" over a window of its own after it to parts.
 measure() {
 	local c=$1 rate=$2 r=$3 tag=$3.$2.$1 t0 t1 b0 b1 o0 o1 i0 i1 tx p0= p1 pt0 pt1
@@ -316,14 +316,17 @@ done
 
 warn_foreign end
 
+# sort_ ARRAY N: sorts ARRAY[1..N] in place (few values: insertion).
+SORT_AWK='
+	function sort_(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }
+'
 # The tables: per rate, measure and configuration, µs of CPU per
 # transaction over the rounds, and the added cost against nothing's run in
 # the same round; then seams' added cost as a ratio of the others', one
 # ratio per round.
 awk -v stmts="$STMTS_PER_TX" -v rates="${rates[*]}" -v configs="${configs[*]}" -v sat="${SAT_RATE:-}" \
 	-v l_none="${label[none]}" -v l_seams="${label[seams]}" -v l_hooks="${label[hooks]}" \
-	-v l_logstmt="${label[logstmt]}" -v l_tshark="${label[tshark]}" '
-	function sort_(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }
+	-v l_logstmt="${label[logstmt]}" -v l_tshark="${label[tshark]}" "$SORT_AWK"'
 	function median(k,   a, n, i) {
 		n = nv[k]; for (i = 1; i <= n; i++) a[i] = v[k, i]
 		sort_(a, n)
@@ -426,14 +429,16 @@ awk '{ n[$1 ~ /hooks$/ ? "hooks" : "seams"]++; e[$1 ~ /hooks$/ ? "hooks" : "seam
 # Where seams' time goes, per transaction and per statement: what is left
 # of its added cost beyond these two is the hooks' own entry and exit and
 # what its work costs the traced processes (caches, the ring's memory).
+# stats ARRAY N FORMAT: "median (min..max)" of ARRAY[1..N], for the tables below.
+STATS_AWK=$SORT_AWK'
+	function stats(a, n, f) { sort_(a, n); return sprintf(f " (" f ".." f ")", n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2, a[1], a[n]) }
+'
 echo
 echo "seams' own parts (median (min..max) over rounds$([ "$BPF_STATS" = 1 ] || echo "; programs not measured: BPF_STATS=0")):"
 printf '  %-8s %-24s %-28s %-28s %s\n' rate configuration "collector µs/tx" "programs µs/tx" "both µs/statement"
 for rate in "${rates[@]}"; do
 	for c in seams hooks; do
-		awk -v rate="$rate" -v c="$c" -v stmts="$STMTS_PER_TX" '
-			function sort_(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }
-			function stats(a, n, f) { sort_(a, n); return sprintf(f " (" f ".." f ")", n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2, a[1], a[n]) }
+		awk -v rate="$rate" -v c="$c" -v stmts="$STMTS_PER_TX" "$STATS_AWK"'
 			$2 == rate && $3 == c && $4 > 0 { n++; coll[n] = $5 / 1000 / $4; prog[n] = $6 / 1000 / $4; both[n] = (coll[n] + prog[n]) / stmts }
 			END { if (n) printf "  %-8s %-24s %-28s %-28s %s\n", rate, c == "seams" ? "seams capture" : "seams --cgroup (empty)",
 				stats(coll, n, "%.2f"), stats(prog, n, "%.2f"), stats(both, n, "%.2f") }' "$TEST_TMP/parts"
@@ -441,9 +446,7 @@ for rate in "${rates[@]}"; do
 done
 echo
 echo "interrupts between CPUs per transaction (RES, CAL, TLB, IWI of /proc/interrupts; median (min..max) over rounds):"
-awk -v rates="${rates[*]}" -v configs="${configs[*]}" -v names="${label[none]}|${label[seams]}|${label[hooks]}|${label[logstmt]}|${label[tshark]}" '
-	function sort_(a, n,   i, j, x) { for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] > x; j--) a[j + 1] = a[j]; a[j + 1] = x } }
-	function stats(a, n, f) { sort_(a, n); return sprintf(f " (" f ".." f ")", n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2, a[1], a[n]) }
+awk -v rates="${rates[*]}" -v configs="${configs[*]}" -v names="${label[none]}|${label[seams]}|${label[hooks]}|${label[logstmt]}|${label[tshark]}" "$STATS_AWK"'
 	{ ipi[$1, $2, $3] = $8 / $4; round[$1] = 1 }
 	END {
 		nr = split(rates, R, " "); nc = split(configs, C, " ")
