@@ -23,6 +23,14 @@ int bad_option(const char *cmd, char **argv)
 	return 2;
 }
 
+int extra_args(const char *cmd, int argc, char **argv)
+{
+	if (optind >= argc)
+		return 0;
+	die_msg("unexpected argument '%s'; see 'seams %s --help'", argv[optind], cmd);
+	return 2;
+}
+
 int parse_seconds(const char *opt, const char *arg, double *out)
 {
 	char *end;

@@ -17,6 +17,10 @@ void die_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * opterr = 0.  Returns the exit status for bad usage, 2. */
 int bad_option(const char *cmd, char **argv);
 
+/* Arguments left after the options, which no subcommand takes: one line
+ * naming the first, and 2; else 0. */
+int extra_args(const char *cmd, int argc, char **argv);
+
 /* A positive number of seconds for option opt: -1 with one line said
  * when arg is not one. */
 int parse_seconds(const char *opt, const char *arg, double *out);

@@ -208,20 +208,12 @@ int cmd_agent(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			switch (collector_opt(&co, opt, optarg)) {
-			case 0:
-				break;
-			case 1:
-				return bad_option("agent", argv);
-			default:
+			if (collector_opt(&co, opt, optarg, "agent", argv))
 				return 2;
-			}
 		}
 	}
-	if (optind < argc) {
-		die_msg("unexpected argument '%s'; see 'seams agent --help'", argv[optind]);
+	if (extra_args("agent", argc, argv))
 		return 2;
-	}
 	if (httpd_check_listen(listen, err, sizeof(err))) {
 		die_msg("%s", err);
 		return 2;

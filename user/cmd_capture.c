@@ -127,20 +127,12 @@ int cmd_capture(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		default:
-			switch (collector_opt(&co, opt, optarg)) {
-			case 0:
-				break;
-			case 1:
-				return bad_option("capture", argv);
-			default:
+			if (collector_opt(&co, opt, optarg, "capture", argv))
 				return 2;
-			}
 		}
 	}
-	if (optind < argc) {
-		die_msg("unexpected argument '%s'; see 'seams capture --help'", argv[optind]);
+	if (extra_args("capture", argc, argv))
 		return 2;
-	}
 	if (check_output(output))
 		return 1;
 	signal(SIGINT, on_signal);

@@ -87,7 +87,7 @@ static void on_event(void *ctx, const void *data, size_t size)
 	conntrack_event(&c->ct, e, e->type == EV_CLOSE ? NULL : owner_service(c, e->cgroup_id, e->comm));
 }
 
-int collector_opt(struct collector_opts *o, int opt, const char *arg)
+int collector_opt(struct collector_opts *o, int opt, const char *arg, const char *cmd, char **argv)
 {
 	char *end;
 	unsigned long port;
@@ -96,7 +96,7 @@ int collector_opt(struct collector_opts *o, int opt, const char *arg)
 	case 'c':
 		if (o->ncgroups == SEAMS_MAX_CGROUPS) {
 			die_msg("too many --cgroup options (at most %d)", SEAMS_MAX_CGROUPS);
-			return -1;
+			return 2;
 		}
 		o->cgroups[o->ncgroups++] = arg;
 		return 0;
@@ -104,11 +104,11 @@ int collector_opt(struct collector_opts *o, int opt, const char *arg)
 		port = strtoul(arg, &end, 10);
 		if (*end || !port || port > 65535) {
 			die_msg("--pg-port '%s' is not a TCP port number (1-65535)", arg);
-			return -1;
+			return 2;
 		}
 		if (o->npg_ports == SEAMS_MAX_PG_PORTS - 1) {
 			die_msg("too many --pg-port options (at most %d)", SEAMS_MAX_PG_PORTS - 1);
-			return -1;
+			return 2;
 		}
 		o->pg_ports[o->npg_ports++] = (uint16_t)port;
 		return 0;
@@ -121,14 +121,14 @@ int collector_opt(struct collector_opts *o, int opt, const char *arg)
 			o->tls_probe = TLS_PROBE_OFF;
 		else {
 			die_msg("--tls-probe '%s' is not one of process, file or off", arg);
-			return -1;
+			return 2;
 		}
 		return 0;
 	case 'v':
 		o->verbose = true;
 		return 0;
 	}
-	return 1;
+	return bad_option(cmd, argv);
 }
 
 int collector_start(struct collector *c, const struct collector_opts *o)

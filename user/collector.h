@@ -36,9 +36,11 @@ enum { TLS_PROBE_PROCESS /* the default */, TLS_PROBE_FILE, TLS_PROBE_OFF };
 	{ "verbose", no_argument, NULL, 'v' }
 
 /* The options capture and agent share: --cgroup (c), --pg-port (p),
- * --tls-probe (T) and --verbose (v).  0: taken; 1: not one of them; -1: a bad value (one line
- * said).  o must outlive the collector started with it. */
-int collector_opt(struct collector_opts *o, int opt, const char *arg);
+ * --tls-probe (T) and --verbose (v), for subcommand cmd's getopt loop,
+ * which passes it every option it does not take itself.  0: taken; 2, the
+ * exit status for bad usage, with one line said: a bad value, or an option
+ * unknown or missing its value.  o must outlive the collector started with it. */
+int collector_opt(struct collector_opts *o, int opt, const char *arg, const char *cmd, char **argv);
 
 struct collector {
 	struct cgnames names;
