@@ -344,23 +344,32 @@ seams_capture_stop() {
 	seams_capture_wait 30
 }
 
-# seams_capture_wait [TIMEOUT_S]: wait for the running capture to exit.
-seams_capture_wait() {
-	local pid=$SEAMS_PID rc
-	[ -n "$pid" ] || return 0
-	local deadline=$((SECONDS + ${1:-30}))
+# reap NAME PID ERR TIMEOUT_S [WHEN]: wait up to TIMEOUT_S for PID (a child
+# of this shell) to exit, then SIGKILL it; returns its exit status, and
+# shows ERR (its stderr) when that is not 0.  WHEN ends the line said on a
+# kill ("did not exit WHEN").
+reap() {
+	local name=$1 pid=$2 err=$3 rc=0
+	local deadline=$((SECONDS + $4))
 	while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
 	if kill -0 "$pid" 2>/dev/null; then
-		echo "seams capture did not exit; killing it" >&2
+		echo "$name did not exit${5:+ $5}; killing it" >&2
 		kill -KILL "$pid" 2>/dev/null
 	fi
-	rc=0
 	wait "$pid" || rc=$?
-	SEAMS_PID=
 	if [ "$rc" != 0 ]; then
-		echo "seams capture exited with status $rc; its stderr:" >&2
-		cat "$SEAMS_ERR" >&2
+		echo "$name exited with status $rc; its stderr:" >&2
+		cat "$err" >&2
 	fi
+	return "$rc"
+}
+
+# seams_capture_wait [TIMEOUT_S]: wait for the running capture to exit.
+seams_capture_wait() {
+	local rc=0
+	[ -n "$SEAMS_PID" ] || return 0
+	reap "seams capture" "$SEAMS_PID" "$SEAMS_ERR" "${1:-30}" || rc=$?
+	SEAMS_PID=
 	return "$rc"
 }
 
@@ -425,22 +434,11 @@ seams_agent_bg() {
 # 30 s for it to exit (then SIGKILL); returns its exit status and shows its
 # stderr when that is not 0.
 seams_agent_stop() {
-	local sig=${1:-TERM} pid=$SEAMS_AGENT_PID rc
-	[ -n "$pid" ] || return 0
-	kill -"$sig" "$pid" 2>/dev/null
-	local deadline=$((SECONDS + 30))
-	while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.05; done
-	if kill -0 "$pid" 2>/dev/null; then
-		echo "seams agent did not exit within 30 s of SIG$sig; killing it" >&2
-		kill -KILL "$pid" 2>/dev/null
-	fi
-	rc=0
-	wait "$pid" || rc=$?
+	local sig=${1:-TERM} rc=0
+	[ -n "$SEAMS_AGENT_PID" ] || return 0
+	kill -"$sig" "$SEAMS_AGENT_PID" 2>/dev/null
+	reap "seams agent" "$SEAMS_AGENT_PID" "$SEAMS_AGENT_ERR" 30 "within 30 s of SIG$sig" || rc=$?
 	SEAMS_AGENT_PID=
-	if [ "$rc" != 0 ]; then
-		echo "seams agent exited with status $rc; its stderr:" >&2
-		cat "$SEAMS_AGENT_ERR" >&2
-	fi
 	return "$rc"
 }
 
