@@ -45,6 +45,6 @@ seams_capture_stop || fail "capture failed"
 echo
 echo "kernel functions of the hooks and their helpers, by process (samples):"
 perf report -i "$TEST_TMP/perf.data" --sort comm,sym --no-children -n 2>/dev/null |
-	awk '$3 == "pgbench" || $3 == "postgres" { print }' |
-	grep -E 'bpf_|call_trace_sock|copy_from_user_nofault|ktime_get_mono_fast|srso|__x86_indirect_thunk' |
-	awk '{ printf "  %7s  %-10s %s\n", $2, $3, $5 }' | head -20
+	awk '($3 == "pgbench" || $3 == "postgres") &&
+		$5 ~ /bpf_|call_trace_sock|copy_from_user_nofault|ktime_get_mono_fast|srso|__x86_indirect_thunk/ && $5 !~ /^bpf_lsm_/ && ++n <= 20 {
+		printf "  %7s  %-10s %s\n", $2, $3, $5 }'
