@@ -337,11 +337,10 @@ awk -v stmts="$STMTS_PER_TX" -v rates="${rates[*]}" -v configs="${configs[*]}" -
 	# stats KEY FORMAT: "median (min..max)" of v[KEY, 1..nv[KEY]]
 	function stats(k, f) { return nv[k] ? sprintf(f " (" f ".." f ")", median(k), lo(k), hi(k)) : "-" }
 	function put(k, x) { v[k, ++nv[k]] = x }
-	# the standard error of a median over the rounds: 1.25 sigma / root n
-	function se(k,   i, s, ss, n) {
-		n = nv[k]; if (n < 2) return 0
-		for (i = 1; i <= n; i++) { s += v[k, i]; ss += v[k, i] * v[k, i] }
-		return 1.25 * sqrt((ss - s * s / n) / (n - 1) / n)
+	# Student t, 97.5%, by degrees of freedom: a 95% interval from few rounds.
+	function tq(df) {
+		split("12.71 4.30 3.18 2.78 2.57 2.45 2.36 2.31 2.26 2.23 2.20 2.18 2.16 2.14 2.13 2.12 2.11 2.10 2.09 2.09 2.08 2.07 2.07 2.06 2.06 2.06 2.05 2.05 2.05 2.04", T, " ")
+		return df < 1 ? 0 : df <= 30 ? T[df] : df <= 60 ? 2.00 : 1.98
 	}
 	FILENAME ~ /tshark_share$/ { share[$1, $2] = $3; next }
 	{ cpu[$1, $2, $3, 1] = $6 / $4; cpu[$1, $2, $3, 2] = $7 / $4; tps[$1, $2, $3] = $4 / $5; round[$1] = 1 }
@@ -373,6 +372,9 @@ awk -v stmts="$STMTS_PER_TX" -v rates="${rates[*]}" -v configs="${configs[*]}" -
 					# A round in which the other added nothing measurable has no ratio.
 					if (add[oc] > 0) put(rate SUBSEP m SUBSEP sc SUBSEP oc, add[sc] / add[oc])
 					else noratio[rate, m, sc, oc]++
+					# The pair, for the verdict: both taken against the same "nothing".
+					put(rate SUBSEP m SUBSEP sc SUBSEP oc SUBSEP "s", add[sc])
+					put(rate SUBSEP m SUBSEP sc SUBSEP oc SUBSEP "o", add[oc])
 					# Against what tshark would add dissecting every statement.
 					if (oc == "tshark" && add[oc] > 0 && share[r, rate] > 0)
 						put(rate SUBSEP m SUBSEP sc SUBSEP "tsharkall", add[sc] * share[r, rate] / add[oc])
@@ -390,27 +392,41 @@ awk -v stmts="$STMTS_PER_TX" -v rates="${rates[*]}" -v configs="${configs[*]}" -
 					m == 2 ? "" : rate == sat ? sprintf("%.0f (%s)", median(rate SUBSEP c SUBSEP "tps"),
 						stats(rate SUBSEP c SUBSEP "tpsratio", "%.3f")) : sprintf("%.0f", median(rate SUBSEP c SUBSEP "tps"))
 			}
-			# The verdict is on the ratio of the medians, steadier than any
-			# one round, and on how far it can be off: two standard errors
-			# of the ratio either side of it (from those of the medians)
-			# must be on the same side of the target for a verdict.  The
-			# noise of a window falls as the root of SECS.
+			# The verdict is on the ratio of the mean added costs, with its 95%
+			# interval (by Fieller, from the spread over the rounds).  The
+			# rounds are pairs, seams and the other taken against the same
+			# "nothing", so a slow "nothing" run moves both alike and the
+			# interval is narrower than from either spread alone.  It is met
+			# when the whole interval is under the target: the same as the
+			# added cost of seams less target times that of the other being
+			# below 0 with 95% confidence.  The noise of a window falls as
+			# the root of SECS, that of the mean as the root of ROUNDS too.
 			for (s = 1; s <= 2; s++) for (o = 1; o <= 2; o++) {
 				sc = s == 1 ? "seams" : "hooks"; oc = o == 1 ? "logstmt" : "tshark"; target = o == 1 ? 0.5 : 0.1
 				k = rate SUBSEP m SUBSEP sc SUBSEP oc
-				if (!nv[k] && !noratio[rate, m, sc, oc]) continue
-				ks = rate SUBSEP m SUBSEP sc SUBSEP "add"; ko = rate SUBSEP m SUBSEP oc SUBSEP "add"
-				den = median(ko); num = median(ks)
-				ratio = den > 0 ? num / den : 1e9
-				err = den > 0 ? 2 * sqrt(se(ks) ^ 2 + (ratio * se(ko)) ^ 2) / den : 0
-				rlo = ratio - err; rhi = ratio + err
-				rs = ratio < 1e9 ? sprintf("%.3f", ratio) : "n/a"
-				verdict = ratio >= 1e9 ? "not measured (no added cost to compare with)" : rlo > target ? "NOT met" : \
-					rhi > target ? "not resolved (the target is within two standard errors; more ROUNDS or SECS narrow them)" : \
-					nv[k] && hi(k) <= target && !noratio[rate, m, sc, oc] ? "met in every round" : "met (medians, with their error), not in every round"
-				printf "  %s added / %s added: %s (rounds: %s%s)", name[sc], name[oc], rs, stats(k, "%.3f"),
+				if (!nv[k SUBSEP "s"]) continue
+				n = nv[k SUBSEP "s"]; ms = mo = 0
+				for (i = 1; i <= n; i++) { ms += v[k SUBSEP "s", i] / n; mo += v[k SUBSEP "o", i] / n }
+				vs = vo = cso = 0
+				for (i = 1; i <= n && n > 1; i++) {
+					ds = v[k SUBSEP "s", i] - ms; do_ = v[k SUBSEP "o", i] - mo
+					vs += ds * ds / (n - 1) / n; vo += do_ * do_ / (n - 1) / n; cso += ds * do_ / (n - 1) / n
+				}
+				q = tq(n - 1); a = mo * mo - q * q * vo; b = ms * mo - q * q * cso; d = b * b - a * (ms * ms - q * q * vs)
+				ratio = mo > 0 ? ms / mo : 1e9
+				rs = mo > 0 ? sprintf("%.3f", ratio) : "n/a"
+				# Fieller: bounded only when the mean of the other is clear of 0.
+				iv = n > 1 && a > 0 && d >= 0 ? sprintf("%.3f..%.3f", (b - sqrt(d)) / a, (b + sqrt(d)) / a) : "unbounded"
+				mg = ms - target * mo; mgerr = q * sqrt(vs - 2 * target * cso + target * target * vo)
+				verdict = n < 2 ? "not resolved (one round)" : mg - mgerr > 0 ? "NOT met" : \
+					mg + mgerr >= 0 ? "not resolved (the target is within the 95% interval; more ROUNDS or SECS narrow it)" : \
+					nv[k] && hi(k) <= target && !noratio[rate, m, sc, oc] ? "met, and in every round" : "met (95%), not in every round"
+				printf "  %s added / %s added: %s, mean of %d rounds (median (min..max) of the ratio per round %s%s)", name[sc], name[oc], rs, n,
+					nv[k] ? stats(k, "%.3f") : "-",
 					noratio[rate, m, sc, oc] ? sprintf("; %d without a measurable cost for %s", noratio[rate, m, sc, oc], name[oc]) : ""
-				if (sc == "seams") printf "; %s; target <= %.1f: %s", ratio < 1e9 ? sprintf("%.3f..%.3f within two standard errors", rlo, rhi) : "", target, verdict
+				if (sc == "seams")
+					printf ";\n    95%% interval %s (added - %.1f x %s added: %+.1f, %+.1f..%+.1f µs/tx); target <= %.1f: %s",
+						iv, target, name[oc], mg, mg - mgerr, mg + mgerr, target, verdict
 				printf "\n"
 				k = rate SUBSEP m SUBSEP sc SUBSEP "tsharkall"
 				if (oc == "tshark" && nv[k])
