@@ -284,6 +284,27 @@ pgbench_init() {
 		{ cat "$TEST_TMP/pgbench-init.log" >&2; fail "pgbench -i failed"; }
 }
 
+# pgbench_bg RATE OUT [ARGS...]: pgbench's TPC-B, 4 clients over TCP from
+# the bench cgroup, at RATE transactions a second (0: unlimited) until
+# pgbench_stop; its output in OUT, its errors and progress in OUT.err.
+pgbench_bg() {
+	local rate=() out=$2
+	[ "$1" = 0 ] || rate=(-R "$1")
+	shift 2
+	cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 "${rate[@]}" -T 86400 "$@" \
+		-h 127.0.0.1 -p "$PGPORT" postgres > "$out" 2> "$out.err"
+}
+
+# cg_wait_empty NAME: wait up to 30 s for cgroup NAME to have no process.
+cg_empty() { ! cg_populated "$1"; }
+cg_wait_empty() { wait_for 30 cg_empty "$(cg_path "$1")"; }
+
+pgbench_stop() {
+	# TERM: a background job ignores INT.
+	kill -TERM $(cg_procs "$(cg_path bench)") 2>/dev/null || true
+	cg_wait_empty bench || fail "pgbench did not exit"
+}
+
 pg_stop() {
 	[ "$PG_RUNNING" = 1 ] || return 0
 	PG_RUNNING=0

@@ -25,10 +25,8 @@ gcc -O2 -Wall -Wextra -o "$B/jitlines" "$SEAMS_ROOT/tests/bench/jitlines.c" -lbp
 
 pgbench_init 4
 pg_psql -c "ALTER SYSTEM SET autovacuum = off" -c "SELECT pg_reload_conf()" >/dev/null
-cg_new bench
 seams_capture_bg "$TEST_TMP/graph.json"
-cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 -R "$RATE" -T 86400 \
-	-h 127.0.0.1 -p "$PGPORT" postgres > "$TEST_TMP/pgbench.out" 2>&1
+pgbench_bg "$RATE" "$TEST_TMP/pgbench.out"
 sleep 3
 perf record -q -a -F 4999 -o "$TEST_TMP/perf.data" -- sleep "$SECS" > /dev/null 2>&1 ||
 	fail "perf record failed"
@@ -38,8 +36,7 @@ perf script -i "$TEST_TMP/perf.data" -F ip,sym 2>/dev/null > "$TEST_TMP/samples"
 echo "seams' programs under pgbench -R $RATE, $SECS s of cpu-clock samples at 4999 Hz on every CPU:"
 # shellcheck disable=SC2086 # one argument per program id
 "$B/jitlines" $ids < "$TEST_TMP/samples"
-kill -TERM $(cg_procs "$(cg_path bench)") 2>/dev/null || true
-wait_for 30 sh -c '! grep -q "^populated 1" "$0/cgroup.events"' "$(cg_path bench)" || fail "pgbench did not exit"
+pgbench_stop
 seams_capture_stop || fail "capture failed"
 
 echo

@@ -150,27 +150,16 @@ observer_stop() {  # CONFIG TAG
 		logstmt) pg_set_log_statement default ;;
 		tshark)
 			kill -INT "$TSHARK_PID" 2>/dev/null || true
-			wait_for 30 sh -c '! grep -q "^populated 1" "$0/cgroup.events"' "$(cg_path tshark)" ||
-				fail "tshark did not exit"
+			cg_wait_empty tshark || fail "tshark did not exit"
 			;;
 	esac
 }
 
-# run_load RATE TAG: pgbench at RATE (0: unlimited) until stopped; sets
+# run_load RATE TAG: pgbench at RATE (0: unlimited) until pgbench_stop; sets
 # BENCH_PROGRESS.  --progress-timestamp puts the epoch time on every line.
 run_load() {
-	local rate=()
-	[ "$1" = 0 ] || rate=(-R "$1")
-	BENCH_PROGRESS=$TEST_TMP/progress.$2
-	cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 "${rate[@]}" -T 86400 \
-		-P 1 --progress-timestamp -h 127.0.0.1 -p "$PGPORT" postgres \
-		> "$TEST_TMP/pgbench.$2.out" 2> "$BENCH_PROGRESS"
-}
-stop_load() {
-	# TERM: a background job ignores INT.
-	kill -TERM $(cg_procs "$(cg_path bench)") 2>/dev/null || true
-	wait_for 30 sh -c '! grep -q "^populated 1" "$0/cgroup.events"' "$(cg_path bench)" ||
-		fail "pgbench did not exit"
+	pgbench_bg "$1" "$TEST_TMP/pgbench.$2.out" -P 1 --progress-timestamp
+	BENCH_PROGRESS=$TEST_TMP/pgbench.$2.out.err
 }
 progress_lines() { grep -c '^progress' "$BENCH_PROGRESS" 2>/dev/null || true; }
 has_lines() { [ "$(progress_lines)" -ge "$1" ]; }
@@ -259,7 +248,7 @@ measure() {
 		echo "$r $rate $c $(tx_between "$pt0" "$pt1") $p0 $p1" |
 			awk '{ print $1, $2, $3, $4, $7 - $5, $8 - $6 }' >> "$TEST_TMP/parts"
 	fi
-	stop_load
+	pgbench_stop
 	observer_stop "$c" "$tag"
 	grep -qiE 'error|abort' "$BENCH_PROGRESS" && { cat "$BENCH_PROGRESS" >&2; fail "pgbench failed"; }
 	tx=$(tx_between "$t0" "$t1")
@@ -297,7 +286,7 @@ if [ "${SATURATE:-0}" = 1 ]; then
 	wait_for 60 has_lines 2 || { cat "$BENCH_PROGRESS" >&2; fail "pgbench did not start"; }
 	t0=$EPOCHREALTIME; sleep 5; t1=$EPOCHREALTIME
 	wait_for 10 progress_after "$t1" || fail "pgbench progress stalled"
-	stop_load
+	pgbench_stop
 	max=$(awk -v n="$(tx_between "$t0" "$t1")" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
 	SAT_RATE=$((max * 9 / 10))
 	echo "unlimited: $max TPS; near saturation: -R $SAT_RATE"
