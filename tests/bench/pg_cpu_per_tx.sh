@@ -406,7 +406,7 @@ awk -v stmts="$STMTS_PER_TX" -v rates="${rates[*]}" -v configs="${configs[*]}" -
 				rs = mo > 0 ? sprintf("%.3f", ratio) : "n/a"
 				# Fieller: bounded only when the mean of the other is clear of 0.
 				iv = n > 1 && a > 0 && d >= 0 ? sprintf("%.3f..%.3f", (b - sqrt(d)) / a, (b + sqrt(d)) / a) : "unbounded"
-				mg = ms - target * mo; mgerr = q * sqrt(vs - 2 * target * cso + target * target * vo)
+				mg = ms - target * mo; x = vs - 2 * target * cso + target * target * vo; mgerr = q * sqrt(x > 0 ? x : 0)
 				verdict = n < 2 ? "not resolved (one round)" : mg - mgerr > 0 ? "NOT met" : \
 					mg + mgerr >= 0 ? "not resolved (the target is within the 95% interval; more ROUNDS or SECS narrow it)" : \
 					nv[k] && hi(k) <= target && !noratio[rate, m, sc, oc] ? "met, and in every round" : "met (95%), not in every round"
