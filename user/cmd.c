@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "cmd.h"
+#include "graph.h"
 
 void die_msg(const char *fmt, ...)
 {
@@ -29,6 +30,24 @@ int extra_args(const char *cmd, int argc, char **argv)
 		return 0;
 	die_msg("unexpected argument '%s'; see 'seams %s --help'", argv[optind], cmd);
 	return 2;
+}
+
+struct graph *graph_arg(const char *cmd, int argc, char **argv, int *status)
+{
+	char err[512];
+	struct graph *g;
+
+	if (optind != argc - 1) {
+		die_msg("%s takes one graph file; run 'seams %s --help'", cmd, cmd);
+		*status = 2;
+		return NULL;
+	}
+	g = graph_load(argv[optind], err, sizeof(err));
+	if (!g) {
+		die_msg("%s", err);
+		*status = 1;
+	}
+	return g;
 }
 
 int parse_seconds(const char *opt, const char *arg, double *out)

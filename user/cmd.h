@@ -21,6 +21,12 @@ int bad_option(const char *cmd, char **argv);
  * naming the first, and 2; else 0. */
 int extra_args(const char *cmd, int argc, char **argv);
 
+struct graph;
+
+/* The one graph file left after the options: loaded, or NULL with one line
+ * said and *status set (2: not exactly one file, 1: it would not load). */
+struct graph *graph_arg(const char *cmd, int argc, char **argv, int *status);
+
 /* A positive number of seconds for option opt: -1 with one line said
  * when arg is not one. */
 int parse_seconds(const char *opt, const char *arg, double *out);

@@ -76,10 +76,6 @@ int cmd_export(int argc, char **argv)
 			return bad_option("export", argv);
 		}
 	}
-	if (optind != argc - 1) {
-		die_msg("export takes one graph file; run 'seams export --help'");
-		return 2;
-	}
 	if (!format) {
 		die_msg("export needs --format dot, mermaid, svg or html");
 		return 2;
@@ -92,11 +88,9 @@ int cmd_export(int argc, char **argv)
 		return 2;
 	}
 
-	g = graph_load(argv[optind], err, sizeof(err));
-	if (!g) {
-		die_msg("%s", err);
-		return 1;
-	}
+	g = graph_arg("export", argc, argv, &ret);
+	if (!g)
+		return ret;
 	report = report_build(g);
 	doc = report ? render(fmt, g, report, title_of(argv[optind]), err, sizeof(err)) : NULL;
 	if (!report)

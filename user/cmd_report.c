@@ -272,7 +272,7 @@ int cmd_report(int argc, char **argv)
 	};
 	enum format fmt = FMT_TEXT;
 	unsigned fail_mask = 0;
-	char err[512], kinds[128];
+	char kinds[128];
 	struct graph *g;
 	json_t *report;
 	int c, ret = 0;
@@ -296,16 +296,9 @@ int cmd_report(int argc, char **argv)
 			return bad_option("report", argv);
 		}
 	}
-	if (optind != argc - 1) {
-		die_msg("report takes one graph file; run 'seams report --help'");
-		return 2;
-	}
-
-	g = graph_load(argv[optind], err, sizeof(err));
-	if (!g) {
-		die_msg("%s", err);
-		return 1;
-	}
+	g = graph_arg("report", argc, argv, &ret);
+	if (!g)
+		return ret;
 	report = report_build(g);
 	graph_free(g);
 	if (!report) {
