@@ -330,6 +330,28 @@ seams_prog_ids() {
 	{ grep -h '^prog_id:' "/proc/$1"/fdinfo/* 2>/dev/null || true; } | awk '{ print $2 }' | jq -sc .
 }
 
+pid_gone() { ! kill -0 "$1" 2>/dev/null; }
+
+# capture_released PID LOG OUT WAIT_S TIMEOUT_S ARGS...: a client (PID, its
+# output in LOG) that connects, makes $TEST_TMP/ready, then waits for
+# $TEST_TMP/go is captured from while already connected: once it is ready
+# and idle, start `seams capture --output OUT ARGS...`, release the client
+# WAIT_S later, wait up to TIMEOUT_S for it to exit having printed "done",
+# and stop the capture.
+capture_released() {
+	local pid=$1 log=$2 out=$3 wait_s=$4 timeout_s=$5
+	shift 5
+	wait_for 20 test -e "$TEST_TMP/ready" || { cat "$log" >&2; fail "client did not get ready"; }
+	# Idle, established, nothing in flight when the capture starts.
+	sleep 0.3
+	seams_capture_bg "$out" "$@"
+	sleep "$wait_s"
+	touch "$TEST_TMP/go"
+	wait_for "$timeout_s" pid_gone "$pid" || fail "client did not finish"
+	grep -qx "done" "$log" || { cat "$log" >&2; fail "client failed"; }
+	seams_capture_stop || fail "capture did not exit cleanly"
+}
+
 # seams_capture_bg OUT ARGS...: start `seams capture --output OUT ARGS...` in
 # the background and wait (up to 30 s) until it reports "attached" on stderr.
 # SIGINT and SIGTERM get their default disposition (as in a terminal), not

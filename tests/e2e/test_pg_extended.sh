@@ -248,17 +248,8 @@ pg_psql -c "CREATE TABLE ext_items (id int PRIMARY KEY, name text)" \
 cg_exec extclient timeout 90 "$TEST_TMP/ext" "host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres" \
 	"$TEST_TMP" "$N_INS" "$N_SEL" "$N_UPD" "$N_UNNAMED" "$K_PIPE" "$N_A" "$N_B" "$N_EARLY" \
 	> "$TEST_TMP/ext.log" 2>&1
-EXT_PID=$CG_LAST_PID
-wait_for 20 test -e "$TEST_TMP/ready" || { cat "$TEST_TMP/ext.log" >&2; fail "client did not get ready"; }
-sleep 0.2
-
 G=$TEST_TMP/graph.json
-seams_capture_bg "$G" --cgroup "$CG_PARENT" --pg-port "$PGPORT"
-touch "$TEST_TMP/go"
-ext_done() { ! kill -0 "$EXT_PID" 2>/dev/null; }
-wait_for 60 ext_done || fail "libpq client did not finish"
-grep -qx "done" "$TEST_TMP/ext.log" || { cat "$TEST_TMP/ext.log" >&2; fail "libpq client failed"; }
-seams_capture_stop || fail "capture did not exit cleanly"
+capture_released "$CG_LAST_PID" "$TEST_TMP/ext.log" "$G" 0 60 --cgroup "$CG_PARENT" --pg-port "$PGPORT"
 
 assert_valid_graph "$G"
 DB=db:svc:db/postgres

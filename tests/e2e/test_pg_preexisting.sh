@@ -53,20 +53,9 @@ print("done")
 PY
 cg_exec pool timeout 90 "$PY" "$TEST_TMP/pool.py" "$PGPORT" "$TEST_TMP" "$N_INS" "$N_SEL" "$N_UPD" "$N_EXEC" \
 	> "$TEST_TMP/pool.log" 2>&1
-POOL_PID=$CG_LAST_PID
-wait_for 20 test -e "$TEST_TMP/ready" || { cat "$TEST_TMP/pool.log" >&2; fail "client did not connect"; }
-# Idle, established, nothing in flight when the capture starts; and a few
-# seconds of silence once it runs.
-sleep 0.3
-
+# A few seconds of silence once the capture runs.
 G=$TEST_TMP/graph.json
-seams_capture_bg "$G" --cgroup "$CG_PARENT" --pg-port "$PGPORT"
-sleep 2
-touch "$TEST_TMP/go"
-pool_done() { ! kill -0 "$POOL_PID" 2>/dev/null; }
-wait_for 30 pool_done || fail "client did not finish"
-grep -qx "done" "$TEST_TMP/pool.log" || { cat "$TEST_TMP/pool.log" >&2; fail "client failed"; }
-seams_capture_stop || fail "capture did not exit cleanly"
+capture_released "$CG_LAST_PID" "$TEST_TMP/pool.log" "$G" 2 30 --cgroup "$CG_PARENT" --pg-port "$PGPORT"
 
 assert_valid_graph "$G"
 # The table, on a database of svc:db.  The database name was sent before the
