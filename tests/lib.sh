@@ -65,6 +65,9 @@ wait_for() {
 	done
 }
 
+# pid_gone PID: the process has exited (for wait_for).
+pid_gone() { ! kill -0 "$1" 2>/dev/null; }
+
 # --- cgroups ----------------------------------------------------------------
 
 # The cgroup2 mount point, from /proc/self/mountinfo (field 5 is the mount
@@ -329,8 +332,6 @@ cc_libpq() {
 seams_prog_ids() {
 	{ grep -h '^prog_id:' "/proc/$1"/fdinfo/* 2>/dev/null || true; } | awk '{ print $2 }' | jq -sc .
 }
-
-pid_gone() { ! kill -0 "$1" 2>/dev/null; }
 
 # capture_released PID LOG OUT WAIT_S TIMEOUT_S ARGS...: a client (PID, its
 # output in LOG) that connects, makes $TEST_TMP/ready, then waits for

@@ -91,8 +91,7 @@ rc=$?
 set -e
 
 kill -TERM "$LOADGEN_PID" 2>/dev/null || true
-loadgen_done() { ! kill -0 "$LOADGEN_PID" 2>/dev/null; }
-wait_for 15 loadgen_done || true
+wait_for 15 pid_gone "$LOADGEN_PID" || true
 sed -n 's/^loadgen: /  load: /p' "$OUT/logs/loadgen.log"
 for s in "${SERVICES[@]}"; do
 	n=$(grep -c . "$OUT/logs/$s.log" || true)

@@ -109,15 +109,13 @@ seams_capture_bg "$G" --cgroup "$(cg_path pool)" --cgroup "$(cg_path api)" --cgr
 touch "$TEST_TMP/late.read"
 wait_for 10 grep -q "late read b'bye'" "$TEST_TMP/late.log" || { cat "$TEST_TMP/late.log" >&2; fail "late server did not read"; }
 touch "$TEST_TMP/quiet.close"
-quiet_done() { ! kill -0 "$QUIET_PID" 2>/dev/null; }
-wait_for 10 quiet_done || fail "quiet client did not close"
+wait_for 10 pid_gone "$QUIET_PID" || fail "quiet client did not close"
 touch "$TEST_TMP/go"
 count_at_least() { [ -s "$TEST_TMP/count" ] && [ "$(cat "$TEST_TMP/count")" -ge "$1" ]; }
 wait_for 20 count_at_least 20 || { cat "$TEST_TMP/pool.log" >&2; fail "pool client stopped sending"; }
 seams_capture_stop || fail "capture did not exit cleanly"
 touch "$TEST_TMP/stop"
-pool_done() { ! kill -0 "$POOL_PID" 2>/dev/null; }
-wait_for 10 pool_done || fail "pool client did not stop"
+wait_for 10 pid_gone "$POOL_PID" || fail "pool client did not stop"
 grep -q 'requests during capture' "$TEST_TMP/pool.log" ||
 	{ cat "$TEST_TMP/pool.log" >&2; fail "pool client failed (see above)"; }
 

@@ -33,7 +33,7 @@ wait_for 10 only_carriers ||
 	fail "pgbench's perf events still held: $(perf_fds) perf events for $(events) tracefs events"
 kill -0 "$bench" 2>/dev/null || fail "pgbench ended before the check; it must still be running"
 info "while pgbench runs: $(perf_fds) perf events, one per tracefs event ($(events))"
-wait_for 30 sh -c '! grep -q "^populated 1" "$0/cgroup.events"' "$(cg_path bench)" || fail "pgbench did not end"
+cg_wait_empty bench || fail "pgbench did not end"
 seams_capture_stop || fail "capture did not exit cleanly"
 
 assert_valid_graph "$g"
