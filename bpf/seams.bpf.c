@@ -504,7 +504,7 @@ static __always_inline void nest_turn(struct sock *sk, bool server, __u32 dir)
 
 static __always_inline bool ps_encrypted(const struct sockinfo *si)
 {
-	return si->pg.encrypted || si->tls;
+	return si->pg.d[PG_DIR_FRONTEND].encrypted || si->tls;
 }
 
 /* The syscall that moved the bytes, from its own registers: the tracepoint
@@ -632,10 +632,11 @@ static __always_inline void frame_iov(struct pg_scratch *scr, struct pg_state *p
 		pg_gap(scr, ps, total, 1);
 }
 
-/* ret bytes of stream key moved in direction dir, framed with ps: from
- * the syscall's buffer or iovecs, or lost when it cannot be followed. */
+/* ret bytes of stream key moved in direction dir at time now, framed with
+ * ps: from the syscall's buffer or iovecs, or lost when it cannot be
+ * followed.  Every record of the call carries now. */
 static __always_inline void pg_frame(__u64 key, struct pg_state *ps, const struct io_args *in,
-				     long ret, __u32 dir)
+				     long ret, __u32 dir, __u64 now)
 {
 	__u64 iov, iovcnt, buf = first_buf(in, &iov, &iovcnt);
 	struct pg_dirstate *st = &ps->d[dir & 1];
@@ -645,6 +646,7 @@ static __always_inline void pg_frame(__u64 key, struct pg_state *ps, const struc
 	scr = bpf_map_lookup_elem(&pgscratch, &zero);
 	if (!scr)
 		return;
+	scr->ev.ts_ns = now;
 	if (in->known && !iov && pg_whole(scr, key, st, buf, ret, dir))
 		return;
 	scr->ev.type = EV_PG_DATA;
@@ -694,10 +696,29 @@ static __always_inline bool pg_startup(int ret)
 	return !bpf_probe_read_user(b, sizeof(b), (void *)buf) && looks_untyped(b);
 }
 
+/* When a send on a TCP connection happened: the clock TCP read as it pushed
+ * the bytes out, in this same syscall (tcp_write_xmit refreshes it first
+ * thing).  A load, where bpf_ktime_get_ns is a helper call, a clock read
+ * and an indirect call.  A record's time must fall within its syscall: the
+ * collector merges the CPUs' rings by time, which keeps a connection's
+ * records in order only so.  A closed socket pushes nothing: its clock is old. */
+static __always_inline __u64 sent_at(struct sock *sk)
+{
+	const struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
+
+	if (sk->__sk_common.skc_state == TCP_CLOSE)
+		return bpf_ktime_get_ns();
+	return tp->tcp_clock_cache;
+}
+
 /* ret bytes of a PostgreSQL connection moved in direction dir. */
 static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const struct io_args *in,
-				  long ret, __u32 dir)
+				  long ret, __u32 dir, __u16 family)
 {
+	/* The call that opens it takes the time after EV_PG_OPEN's, which the
+	 * collector must see first. */
+	bool sent = si->pg_opened && dir == PG_DIR_FRONTEND && family != AF_UNIX;
+
 	if (!si->pg_opened) {
 		__u64 iov, iovcnt, buf = first_buf(in, &iov, &iovcnt);
 		__u8 b[8] = {};
@@ -712,7 +733,7 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 		count_n(CNT_PG_SKIPPED, ret);
 		return;
 	}
-	pg_frame((__u64)sk, &si->pg, in, ret, dir);
+	pg_frame((__u64)sk, &si->pg, in, ret, dir, sent ? sent_at(sk) : bpf_ktime_get_ns());
 }
 
 #include "tls.bpf.h"
@@ -777,7 +798,7 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 		if (si->kind != SK_PG)
 			return 0;
 	}
-	pg_io(sk, si, &in, ret, dir);
+	pg_io(sk, si, &in, ret, dir, family);
 	return 0;
 }
 

@@ -147,7 +147,7 @@ static __always_inline void tls_plain(__u64 sk, __u64 buf, __u64 n, __u32 dir)
 			dir == PG_DIR_FRONTEND && n >= 8 && looks_untyped(b));
 	}
 	in.nr = dir == PG_DIR_FRONTEND ? NR_write : NR_read;
-	pg_frame(sk | PG_TLS_STREAM, &s->ps, &in, n, dir);
+	pg_frame(sk | PG_TLS_STREAM, &s->ps, &in, n, dir, bpf_ktime_get_ns());
 }
 
 SEC("uprobe")
