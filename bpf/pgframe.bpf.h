@@ -550,7 +550,6 @@ static long fast_step(__u32 i, void *arg)
  * and what it leaves out becomes a gap.  The framing stops at the first
  * message that is not whole, so off reaches n only when every one is. */
 #define WHOLE_SEGS 4   /* runs in one such record: a SELECT's reply needs 2 */
-#define WHOLE_INLINE 2 /* messages framed before the loop takes over */
 
 struct whole_ctx {
 	__u8 *msgs;     /* the chunk as read, then the bytes it keeps */
@@ -645,14 +644,7 @@ static __always_inline bool pg_whole(struct pg_scratch *scr, __u64 sock, struct 
 	c.msgs = scr->raw;
 	if (bpf_probe_read_user(scr->raw, bounded(n - 1, PG_FAST_MAX - 1) + 1, (void *)buf))
 		return false;
-	/* The first two messages are framed inline: a callback's return costs
-	 * a mispredict on hosts with return-stack mitigations, and a Query or
-	 * a CommandComplete with its ReadyForQuery needs no more. */
-	for (int i = 0; i < WHOLE_INLINE && c.off < n; i++)
-		if (whole_step(i, &c))
-			break;
-	if (c.off < n)
-		bpf_loop(PG_FAST_MAX / 5 + 1, whole_step, &c, 0);
+	bpf_loop(PG_FAST_MAX / 5 + 1, whole_step, &c, 0);
 	if (c.off != n)
 		return false;
 	count_n(CNT_PG_SKIPPED, c.skipped);

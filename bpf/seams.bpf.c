@@ -697,16 +697,18 @@ static __always_inline bool pg_startup(int ret)
 }
 
 /* When a send on a TCP connection happened: the clock TCP read as it pushed
- * the bytes out, in this same syscall (tcp_write_xmit refreshes it first
- * thing).  A load, where bpf_ktime_get_ns is a helper call, a clock read
- * and an indirect call.  A record's time must fall within its syscall: the
- * collector merges the CPUs' rings by time, which keeps a connection's
- * records in order only so.  A closed socket pushes nothing: its clock is old. */
+ * the bytes out (tcp_write_xmit refreshes it first thing).  A load, where
+ * bpf_ktime_get_ns is a helper call, a clock read and an indirect call.
+ * A record's time must fall within its syscall: the collector merges the
+ * CPUs' rings by time, which keeps a connection's records in order only so.
+ * Bytes all sent were pushed after this syscall queued them; bytes held
+ * back (Nagle, autocorking, a full window, a reset) leave the clock of an
+ * earlier push, so the time is read. */
 static __always_inline __u64 sent_at(struct sock *sk)
 {
 	const struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
 
-	if (sk->__sk_common.skc_state == TCP_CLOSE)
+	if (tp->snd_nxt != tp->write_seq)
 		return bpf_ktime_get_ns();
 	return tp->tcp_clock_cache;
 }
