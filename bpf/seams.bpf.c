@@ -701,9 +701,10 @@ static __always_inline bool pg_startup(int ret)
  * bpf_ktime_get_ns is a helper call, a clock read and an indirect call.
  * A record's time must fall within its syscall: the collector merges the
  * CPUs' rings by time, which keeps a connection's records in order only so.
- * Bytes all sent were pushed after this syscall queued them; bytes held
- * back (Nagle, autocorking, a full window, a reset) leave the clock of an
- * earlier push, so the time is read. */
+ * Bytes all sent were pushed after this syscall queued them, so the clock
+ * is of this syscall or later.  While some are held back, TCP may not have
+ * pushed in this syscall at all (autocorking, a reset), leaving an older
+ * clock: then the time is read. */
 static __always_inline __u64 sent_at(struct sock *sk)
 {
 	const struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
