@@ -53,11 +53,12 @@ done
 
 echo "CPU time per transaction under pgbench -R $RATE, nothing attached against seams capture:"
 echo "$ROUNDS alternating rounds of $SECS s, cpu-clock samples at $HZ_PERF Hz on every CPU"
+# The collector's process name: its binary's, as the kernel keeps it (15 bytes).
 awk -v us_per="$(awk -v f="$HZ_PERF" -v t="$((RATE * SECS))" 'BEGIN { print 1e6 / f / t }')" \
-	-v rounds="$ROUNDS" -v top="$TOP" '
+	-v rounds="$ROUNDS" -v top="$TOP" -v collector="$(basename "$SEAMS" | cut -c1-15)" '
 	function part(comm, sym) {
 		if (comm == "swapper" && sym ~ /(safe_halt|default_idle|poll_idle|mwait|acpi_idle)/) return "idle"
-		if (comm == "seams") return "collector"
+		if (comm == collector) return "collector"
 		if (sym ~ /^bpf_prog_/) return "programs"
 		if (sym ~ /^(bpf_|__bpf_|call_trace_sock_|copy_from_user_nofault|__check_object_size|nmi_uaccess_okay|ktime_get_mono_fast_ns|__virt_addr_valid)/) return "dispatch"
 		return "rest"
