@@ -114,6 +114,21 @@ struct {
 	__type(value, __u8);
 } cgroup_allow SEC(".maps");
 
+/* PostgreSQL's own end of connections from clients on this host, once
+ * announced: the client's end is traced too and frames and counts each
+ * exchange, so this end has nothing to add.  Its calls return on one load
+ * from this table, indexed by the connection's hash, instead of the
+ * socket-storage helper (tests/bench/bpf_cost.sh).  Another socket with the
+ * same index only takes the slot over; a socket leaves it at its close,
+ * before its memory can be reused. */
+#define QUIET_SLOTS 1024
+__u64 quiet_socks[QUIET_SLOTS];
+
+static __always_inline __u64 *quiet_slot(const struct sock *sk)
+{
+	return &quiet_socks[sk->__sk_common.skc_hash & (QUIET_SLOTS - 1)];
+}
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
@@ -322,6 +337,10 @@ int BPF_PROG(on_sock_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	}
 	if (newstate == TCP_CLOSE) {
+		__u64 *q = quiet_slot(sk);
+
+		if (*q == key)
+			*q = 0;
 		t = bpf_map_lookup_elem(&socks, &key);
 		if (t) {
 			if (t->announced)
@@ -368,6 +387,27 @@ static __always_inline __u8 classify_tcp(struct sock *sk, __u8 *server)
 	if (is_pg_port(BPF_CORE_READ(sk, __sk_common.skc_num)))
 		return SK_TCP; /* the server's end: its client is traced instead */
 	return SK_CANDIDATE;
+}
+
+/* Is the other end of this connection on this host?  IPv4 sockets, and
+ * IPv4-mapped ones, hold the IPv4 addresses; an IPv6 socket's IPv4 fields
+ * hold a placeholder. */
+static __always_inline bool peer_local(const struct sock *sk)
+{
+	const struct in6_addr *d = &sk->__sk_common.skc_v6_daddr, *l = &sk->__sk_common.skc_v6_rcv_saddr;
+	__be32 v4;
+
+	if (sk->__sk_common.skc_family == AF_INET6 &&
+	    (d->in6_u.u6_addr32[0] || d->in6_u.u6_addr32[1] ||
+	     d->in6_u.u6_addr32[2] != bpf_htonl(0xffff)))
+		return (d->in6_u.u6_addr32[0] == l->in6_u.u6_addr32[0] &&
+			d->in6_u.u6_addr32[1] == l->in6_u.u6_addr32[1] &&
+			d->in6_u.u6_addr32[2] == l->in6_u.u6_addr32[2] &&
+			d->in6_u.u6_addr32[3] == l->in6_u.u6_addr32[3]) ||
+		       (!d->in6_u.u6_addr32[0] && !d->in6_u.u6_addr32[1] && !d->in6_u.u6_addr32[2] &&
+			d->in6_u.u6_addr32[3] == bpf_htonl(1));
+	v4 = sk->__sk_common.skc_daddr;
+	return v4 == sk->__sk_common.skc_rcv_saddr || (bpf_ntohl(v4) >> 24) == 127;
 }
 
 static __always_inline struct sockinfo *classify(struct sock *sk, __u16 family)
@@ -741,6 +781,15 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 
 #include "tls.bpf.h"
 
+/* PostgreSQL's end of a connection, announced: quiet from its next call
+ * when its client is traced here too.  Without --cgroup every process here
+ * is.  TLS: an SSL call in progress on this thread must see the socket. */
+static __always_inline void quiet(struct sock *sk)
+{
+	if (!filter_cgroups && !tls_entered && peer_local(sk))
+		*quiet_slot(sk) = (__u64)sk;
+}
+
 static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 {
 	struct sockinfo *si;
@@ -760,19 +809,25 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 			return 0;
 	} else if ((family != AF_INET && family != AF_INET6) || sk->sk_protocol != IPPROTO_TCP) {
 		return 0;
+	} else if (*quiet_slot(sk) == (__u64)sk) {
+		return 0;
 	}
 	si = bpf_sk_storage_get(&sockinfo, sk, 0, 0);
 	if (!si) {
 		si = classify(sk, family);
 		if (!si)
 			return 0;
+		if (si->kind == SK_TCP && is_pg_port(sk->__sk_common.skc_num))
+			quiet(sk);
 	}
 	/* A change of direction to sending starts an exchange: a request on
 	 * a client's end, its reply on a server's.  A keep-alive connection
 	 * then counts its requests, not only itself. */
 	if (si->last_dir != dir + 1 && si->kind != SK_OTHER) {
-		if (si->server && !si->last_dir && dir == PG_DIR_BACKEND && pg_startup(ret))
+		if (si->server && !si->last_dir && dir == PG_DIR_BACKEND && pg_startup(ret)) {
 			si->server = 0;
+			quiet(sk);
+		}
 		si->last_dir = dir + 1;
 		si->exchanges += dir == PG_DIR_FRONTEND;
 		nest_turn(sk, si->server, dir);

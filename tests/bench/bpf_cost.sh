@@ -19,6 +19,11 @@
 # short connections (connect, 64-byte request and reply, close) to a server
 # in cgroup bench-server, so every request is one a server accepted during
 # the capture: the cost of request nesting's one record per request.
+# FRESH=1 starts pgbench anew in each run, once the capture is attached
+# (FRESH_WARM seconds before counting, default 2): its connections are then
+# seen from their start, as a capture sees most, and PostgreSQL's end of
+# them is known for what it is.  Otherwise pgbench runs throughout, and its
+# connections are older than every capture.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_root; require_cmd jq bpftool
@@ -54,8 +59,16 @@ if [ "${LOAD:-pgbench}" = tcp ]; then
 	cg_exec bench "$tcpbench" client "$port" 86400 2 0 > "$TEST_TMP/client.log" 2>&1
 else
 	pgbench_init 4
-	cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 -T 86400 -h 127.0.0.1 \
+fi
+pgbench_start() {
+	cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 -T "$1" -h 127.0.0.1 \
 		-p "$PGPORT" postgres > "$TEST_TMP/pgbench.out" 2>&1
+}
+fresh=0
+if [ "${LOAD:-pgbench}" = pgbench ] && [ "${FRESH:-0}" = 1 ]; then
+	fresh=1
+else
+	[ "${LOAD:-pgbench}" = tcp ] || pgbench_start 86400
 fi
 sleep 3
 sysctl -qw kernel.bpf_stats_enabled=1
@@ -75,6 +88,10 @@ for r in $(seq "$ROUNDS"); do
 	for i in "${!bins[@]}"; do
 		read -r -a opts <<< "${args[$i]}"
 		SEAMS=${bins[$i]} seams_capture_bg "$TEST_TMP/graph.json" "${opts[@]}"
+		if [ "$fresh" = 1 ]; then
+			pgbench_start $((SECS + ${FRESH_WARM:-2} + 5))
+			sleep "${FRESH_WARM:-2}"
+		fi
 		# The programs count from their load; the verifier's time is the
 		# collector's before it attaches.
 		ids=$(seams_prog_ids "$SEAMS_PID")
@@ -92,6 +109,10 @@ for r in $(seq "$ROUNDS"); do
 			  + " bpf% \(((($p | map(.run_time_ns // 0) | add) - $bpf0) / 1e9 / $wall * 100 * 100 | floor) / 100)"
 			  + " collector% \(($coll / $wall * 100 * 100 | floor) / 100)"
 			  + " calls/s \((($p | map(.run_cnt // 0) | add) - $cnt0) / $secs | floor)"' >> "$TEST_TMP/runs"
+		if [ "$fresh" = 1 ]; then
+			kill -INT $(cg_procs "$(cg_path bench)") 2>/dev/null || true
+			wait_for 30 sh -c '! grep -q "^populated 1" "$0/cgroup.events"' "$(cg_path bench)"
+		fi
 		seams_capture_stop || fail "capture failed"
 	done
 done
