@@ -193,6 +193,9 @@ wait_port() {
 PG_PASSWORD=seams-e2e-Secret-pw-4711
 PG_DIR=
 
+# lo_ipv6: does the loopback have ::1?  PostgreSQL listens there too then.
+lo_ipv6() { ip -6 addr show dev lo 2>/dev/null | grep -q '::1/128'; }
+
 # pg_start [--password] [--ssl] [--cgroup NAME] [--db NAME]
 # initdb into $TEST_TMP/pg as user postgres, start postgres on a free port
 # listening on 127.0.0.1 (and ::1 when present), socket dir in the temp dir.
@@ -235,7 +238,7 @@ pg_start() {
 		chmod 600 "$PG_DIR/server.key"
 		ssl+=(-c ssl_cert_file="$PG_DIR/server.crt" -c ssl_key_file="$PG_DIR/server.key")
 	fi
-	ip -6 addr show dev lo 2>/dev/null | grep -q '::1/128' && listen=127.0.0.1,::1
+	lo_ipv6 && listen=127.0.0.1,::1
 	PGPORT=$(free_port)
 	PGHOST_SOCK=$PG_DIR/sock
 	PGDATA=$PG_DIR/data

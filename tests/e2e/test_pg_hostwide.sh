@@ -20,7 +20,7 @@ pg_start --cgroup db
 pg_psql -c "CREATE TABLE t (id int, v text)" > /dev/null || fail "setup failed"
 PSQL=$PG_BIN/psql
 hosts=(127.0.0.1)
-ip -6 addr show dev lo 2>/dev/null | grep -q '::1/128' && hosts+=(::1)
+lo_ipv6 && hosts+=(::1)
 SESSIONS=8
 
 # capture NAME OPTIONS...: SESSIONS psql sessions per address, three

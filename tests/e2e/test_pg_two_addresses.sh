@@ -14,7 +14,7 @@ pg_psql -c "CREATE TABLE t (id int, v text)" > /dev/null || fail "setup failed"
 PSQL=$PG_BIN/psql
 
 hosts=(127.0.0.1 "$PGHOST_SOCK")
-ip -6 addr show dev lo 2>/dev/null | grep -q '::1/128' && hosts+=(::1)
+lo_ipv6 && hosts+=(::1)
 
 G=$TEST_TMP/graph.json
 seams_capture_bg "$G" --cgroup "$CG_PARENT" --pg-port "$PGPORT"

@@ -6,7 +6,7 @@
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_root; require_cgroup2; require_seams; require_cmd jq curl
-ip -6 addr show dev lo 2>/dev/null | grep -q '::1/128' || skip "no ::1 on lo"
+lo_ipv6 || skip "no ::1 on lo"
 
 N=4
 mkdir -p "$TEST_TMP/www"
