@@ -783,12 +783,10 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 
 /* PostgreSQL's end of a connection, announced: quiet from its next call
  * when its client is traced here too.  Without --cgroup every process here
- * is.  Not once TLS is in use: a backend that is a TLS client itself (a
- * foreign data wrapper) must tie its server-side SSL calls to this socket,
- * or their plaintext would be taken for its client connection's. */
+ * is. */
 static __always_inline void quiet(struct sock *sk)
 {
-	if (!filter_cgroups && !tls_entered && peer_local(sk))
+	if (!filter_cgroups && peer_local(sk))
 		*quiet_slot(sk) = (__u64)sk;
 }
 
@@ -812,6 +810,10 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 	} else if ((family != AF_INET && family != AF_INET6) || sk->sk_protocol != IPPROTO_TCP) {
 		return 0;
 	} else if (*quiet_slot(sk) == (__u64)sk && !tls_entered) {
+		/* Not once TLS is in use: a backend that is a TLS client itself
+		 * (a foreign data wrapper) must tie its server-side SSL calls to
+		 * this socket, or their plaintext would pass for its client
+		 * connection's. */
 		return 0;
 	}
 	si = bpf_sk_storage_get(&sockinfo, sk, 0, 0);

@@ -45,6 +45,12 @@ old_stats=$(sysctl -n kernel.bpf_stats_enabled)
 restore_stats() { sysctl -qw kernel.bpf_stats_enabled="$old_stats"; }
 trap 'restore_stats; cleanup' EXIT
 
+pgbench_start() {
+	cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 -T "$1" -h 127.0.0.1 \
+		-p "$PGPORT" postgres > "$TEST_TMP/pgbench.out" 2>&1
+}
+fresh=0
+[ "${LOAD:-pgbench}" = pgbench ] && [ "${FRESH:-0}" = 1 ] && fresh=1
 if [ "${LOAD:-pgbench}" = tcp ]; then
 	require_cmd gcc
 	tcpbench=$SEAMS_ROOT/build/bench/tcpbench
@@ -59,16 +65,7 @@ if [ "${LOAD:-pgbench}" = tcp ]; then
 	cg_exec bench "$tcpbench" client "$port" 86400 2 0 > "$TEST_TMP/client.log" 2>&1
 else
 	pgbench_init 4
-fi
-pgbench_start() {
-	cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 -T "$1" -h 127.0.0.1 \
-		-p "$PGPORT" postgres > "$TEST_TMP/pgbench.out" 2>&1
-}
-fresh=0
-if [ "${LOAD:-pgbench}" = pgbench ] && [ "${FRESH:-0}" = 1 ]; then
-	fresh=1
-else
-	[ "${LOAD:-pgbench}" = tcp ] || pgbench_start 86400
+	[ "$fresh" = 1 ] || pgbench_start 86400
 fi
 sleep 3
 sysctl -qw kernel.bpf_stats_enabled=1
