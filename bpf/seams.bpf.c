@@ -40,6 +40,7 @@ volatile __u32 capturing = 0;
 #define NR_sendmsg  46
 #define NR_recvmsg  47
 
+#define MSG_OOB     1
 #define MSG_PEEK    2
 
 /* What a socket is, decided on its first send or receive.  A candidate is a
@@ -736,20 +737,23 @@ static __always_inline bool pg_startup(int ret)
 	return !bpf_probe_read_user(b, sizeof(b), (void *)buf) && looks_untyped(b);
 }
 
-/* When a send on a TCP connection happened: the clock TCP read as it pushed
- * the bytes out (tcp_write_xmit refreshes it first thing).  A load, where
- * bpf_ktime_get_ns is a helper call, a clock read and an indirect call.
- * A record's time must fall within its syscall: the collector merges the
- * CPUs' rings by time, which keeps a connection's records in order only so.
- * Bytes all sent were pushed after this syscall queued them, so the clock
- * is of this syscall or later.  While some are held back, TCP may not have
- * pushed in this syscall at all (autocorking, a reset), leaving an older
- * clock: then the time is read. */
-static __always_inline __u64 sent_at(struct sock *sk)
+/* When a TCP connection's call happened: the clock TCP last read for it,
+ * a load where bpf_ktime_get_ns is a helper call, a clock read and an
+ * indirect call.  A record's time must fall within its syscall: the
+ * collector merges the CPUs' rings by time, which keeps a connection's
+ * records in order only so.  A receive that copied data refreshed it
+ * after each copy (tcp_rcv_space_adjust), and the backlog processed at
+ * the socket's release only later.  Bytes all sent were pushed after this
+ * syscall queued them (tcp_write_xmit refreshes it first thing).  While
+ * some are held back, TCP may not have pushed in this syscall at all
+ * (autocorking, a reset), leaving an older clock; a socket in a sockmap
+ * (its psock in sk_user_data) may move data past TCP altogether: then
+ * the time is read. */
+static __always_inline __u64 tcp_clock(struct sock *sk, __u32 dir)
 {
 	const struct tcp_sock *tp = bpf_rdonly_cast(sk, bpf_core_type_id_kernel(struct tcp_sock));
 
-	if (tp->snd_nxt != tp->write_seq)
+	if (sk->sk_user_data || (dir == PG_DIR_FRONTEND && tp->snd_nxt != tp->write_seq))
 		return bpf_ktime_get_ns();
 	return tp->tcp_clock_cache;
 }
@@ -760,7 +764,7 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 {
 	/* The call that opens it takes the time after EV_PG_OPEN's, which the
 	 * collector must see first. */
-	bool sent = si->pg_opened && dir == PG_DIR_FRONTEND && family != AF_UNIX;
+	bool tcp = si->pg_opened && family != AF_UNIX;
 
 	if (!si->pg_opened) {
 		__u64 iov, iovcnt, buf = first_buf(in, &iov, &iovcnt);
@@ -776,7 +780,7 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 		count_n(CNT_PG_SKIPPED, ret);
 		return;
 	}
-	pg_frame((__u64)sk, &si->pg, in, ret, dir, sent ? sent_at(sk) : bpf_ktime_get_ns());
+	pg_frame((__u64)sk, &si->pg, in, ret, dir, tcp ? tcp_clock(sk, dir) : bpf_ktime_get_ns());
 }
 
 #include "tls.bpf.h"
@@ -873,8 +877,9 @@ int BPF_PROG(on_send, struct sock *sk, int ret, int flags)
 SEC("tp_btf/sock_recv_length")
 int BPF_PROG(on_recv, struct sock *sk, int ret, int flags)
 {
-	/* A peek is read again. */
-	if (flags & MSG_PEEK)
+	/* A peek is read again; an urgent byte is not part of the stream
+	 * (and leaves the TCP clock as it was). */
+	if (flags & (MSG_PEEK | MSG_OOB))
 		return 0;
 	return sock_io(sk, ret, PG_DIR_BACKEND);
 }
