@@ -115,21 +115,6 @@ struct {
 	__type(value, __u8);
 } cgroup_allow SEC(".maps");
 
-/* PostgreSQL's own end of connections from clients on this host, once
- * announced: the client's end is traced too and frames and counts each
- * exchange, so this end has nothing to add.  Its calls return on one load
- * from this table, indexed by the connection's hash, instead of the
- * socket-storage helper (tests/bench/bpf_cost.sh).  Another socket with the
- * same index only takes the slot over; a socket leaves it at its close,
- * before its memory can be reused. */
-#define QUIET_SLOTS 1024
-__u64 quiet_socks[QUIET_SLOTS];
-
-static __always_inline __u64 *quiet_slot(const struct sock *sk)
-{
-	return &quiet_socks[sk->__sk_common.skc_hash & (QUIET_SLOTS - 1)];
-}
-
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
@@ -183,7 +168,8 @@ struct sockinfo {
 	__u8 last_dir;   /* 1 + the direction of the last send or receive */
 	__u8 server;     /* the server's end of a connection accepted during the capture */
 	__u8 tls;        /* its plaintext comes from the TLS library: leave its bytes out */
-	__u8 pad[7];
+	__u8 quiet;      /* PostgreSQL's own end, its client traced here: nothing to do */
+	__u8 pad[6];
 	struct pg_state pg;
 };
 
@@ -193,6 +179,34 @@ struct {
 	__type(key, int);
 	__type(value, struct sockinfo);
 } sockinfo SEC(".maps");
+
+/* The state of the traced TCP sockets that got here first, one per slot
+ * by the connection's hash: found by a load and a compare, where the
+ * socket-storage helper is a call and a chain of loads, on every send and
+ * receive.  The others keep it in socket storage.  A socket lets go of
+ * its slot at its close, before its memory can be reused, and its state
+ * moves there; Unix sockets have no such moment and no slot. */
+#define SOCK_SLOTS 1024
+struct sock_slot {
+	__u64 sk;
+	struct sockinfo si;
+} __attribute__((aligned(64)));
+static struct sock_slot sock_slots[SOCK_SLOTS];
+
+static __always_inline struct sock_slot *slot_of(const struct sock *sk)
+{
+	return &sock_slots[sk->__sk_common.skc_hash & (SOCK_SLOTS - 1)];
+}
+
+/* A TCP socket's state, or NULL. */
+static __always_inline struct sockinfo *tcp_info(struct sock *sk)
+{
+	struct sock_slot *s = slot_of(sk);
+
+	if (s->sk == (__u64)sk)
+		return &s->si;
+	return bpf_sk_storage_get(&sockinfo, sk, 0, 0);
+}
 
 static __always_inline bool traced_task(void)
 {
@@ -273,7 +287,7 @@ static __always_inline void emit(__u32 type, struct sock *sk, const struct owner
 		struct tcp_sock *tp = (struct tcp_sock *)sk;
 		__u64 key = (__u64)sk;
 		struct tracked *t = bpf_map_lookup_elem(&socks, &key);
-		struct sockinfo *si = bpf_sk_storage_get(&sockinfo, sk, 0, 0);
+		struct sockinfo *si = tcp_info(sk);
 
 		if (si)
 			e->exchanges = si->exchanges;
@@ -338,16 +352,26 @@ int BPF_PROG(on_sock_state, struct sock *sk, int oldstate, int newstate)
 		return 0;
 	}
 	if (newstate == TCP_CLOSE) {
-		__u64 *q = quiet_slot(sk);
+		struct sock_slot *s = slot_of(sk);
 
-		if (*q == key)
-			*q = 0;
 		t = bpf_map_lookup_elem(&socks, &key);
 		if (t) {
 			if (t->announced)
 				emit(EV_CLOSE, sk, NULL, 0);
 			bpf_map_delete_elem(&socks, &key);
 			tls_close(key);
+		}
+		/* Reads may follow still (data queued before a reset): the
+		 * state moves to socket storage.  The slot is zeroed for its
+		 * next socket, which may find it before it has set it up. */
+		if (s->sk == key) {
+			struct sockinfo *si = bpf_sk_storage_get(&sockinfo, sk, 0,
+								 BPF_SK_STORAGE_GET_F_CREATE);
+
+			if (si)
+				*si = s->si;
+			__builtin_memset(&s->si, 0, sizeof(s->si));
+			s->sk = 0;
 		}
 	}
 	return 0;
@@ -418,11 +442,20 @@ static __always_inline struct sockinfo *classify(struct sock *sk, __u16 family)
 
 	if (traced_task())
 		kind = family == AF_UNIX ? SK_CANDIDATE : classify_tcp(sk, &server);
+	if (family != AF_UNIX && kind != SK_OTHER) {
+		struct sock_slot *s = slot_of(sk);
+
+		if (!__sync_val_compare_and_swap(&s->sk, 0, (__u64)sk)) {
+			si = &s->si;
+			goto found;
+		}
+	}
 	si = bpf_sk_storage_get(&sockinfo, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!si) {
 		count(CNT_PG_FULL);
 		return NULL;
 	}
+found:
 	si->kind = kind;
 	si->server = server;
 	return si;
@@ -676,17 +709,12 @@ static __always_inline void frame_iov(struct pg_scratch *scr, struct pg_state *p
 /* ret bytes of stream key moved in direction dir at time now, framed with
  * ps: from the syscall's buffer or iovecs, or lost when it cannot be
  * followed.  Every record of the call carries now. */
-static __always_inline void pg_frame(__u64 key, struct pg_state *ps, const struct io_args *in,
-				     long ret, __u32 dir, __u64 now)
+static __always_inline void pg_frame(struct pg_scratch *scr, __u64 key, struct pg_state *ps,
+				     const struct io_args *in, long ret, __u32 dir, __u64 now)
 {
 	__u64 iov, iovcnt, buf = first_buf(in, &iov, &iovcnt);
 	struct pg_dirstate *st = &ps->d[dir & 1];
-	struct pg_scratch *scr;
-	__u32 zero = 0;
 
-	scr = bpf_map_lookup_elem(&pgscratch, &zero);
-	if (!scr)
-		return;
 	scr->ev.ts_ns = now;
 	if (in->known && !iov && pg_whole(scr, key, st, buf, ret, dir))
 		return;
@@ -758,29 +786,42 @@ static __always_inline __u64 tcp_clock(struct sock *sk, __u32 dir)
 	return tp->tcp_clock_cache;
 }
 
-/* ret bytes of a PostgreSQL connection moved in direction dir. */
-static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const struct io_args *in,
-				  long ret, __u32 dir, __u16 family)
+/* ret bytes of a PostgreSQL connection moved in direction dir; the socket
+ * is scr->ev.sock.  A global function, verified once on its own: its
+ * callers hold the socket's state in one of two kinds of memory (a slot
+ * or socket storage), and inline the framing would be verified for each.
+ * It takes the socket as a number, read back from scr, since a global
+ * function's arguments cannot be kernel pointers. */
+__noinline int pg_io(struct pg_scratch *scr, struct sockinfo *si, const struct io_args *in, long ret,
+		     __u32 dir)
 {
+	struct sock *sk;
+	__u64 skp;
+	bool tcp;
+
+	if (!scr || !si || !in)
+		return 0;
+	skp = scr->ev.sock;
+	sk = bpf_rdonly_cast((void *)skp, bpf_core_type_id_kernel(struct sock));
 	/* The call that opens it takes the time after EV_PG_OPEN's, which the
 	 * collector must see first. */
-	bool tcp = si->pg_opened && family != AF_UNIX;
-
+	tcp = si->pg_opened && sk->__sk_common.skc_family != AF_UNIX;
 	if (!si->pg_opened) {
 		__u64 iov, iovcnt, buf = first_buf(in, &iov, &iovcnt);
 		__u8 b[8] = {};
 
 		si->pg_opened = 1;
 		bpf_probe_read_user(b, sizeof(b), (void *)buf);
-		pg_open(sk, (__u64)sk, dir == PG_DIR_FRONTEND && ret >= 8 && looks_untyped(b));
+		pg_open(sk, skp, dir == PG_DIR_FRONTEND && ret >= 8 && looks_untyped(b));
 	}
 	/* TLS: the plaintext comes from the library (tls.bpf.h); the
 	 * ciphertext is left out on purpose. */
 	if (ps_encrypted(si)) {
 		count_n(CNT_PG_SKIPPED, ret);
-		return;
+		return 0;
 	}
-	pg_frame((__u64)sk, &si->pg, in, ret, dir, tcp ? tcp_clock(sk, dir) : bpf_ktime_get_ns());
+	pg_frame(scr, skp, &si->pg, in, ret, dir, tcp ? tcp_clock(sk, dir) : bpf_ktime_get_ns());
+	return 0;
 }
 
 #include "tls.bpf.h"
@@ -788,15 +829,17 @@ static __always_inline void pg_io(struct sock *sk, struct sockinfo *si, const st
 /* PostgreSQL's end of a connection, announced: quiet from its next call
  * when its client is traced here too.  Without --cgroup every process here
  * is. */
-static __always_inline void quiet(struct sock *sk)
+static __always_inline void quiet(struct sock *sk, struct sockinfo *si)
 {
 	if (!filter_cgroups && peer_local(sk))
-		*quiet_slot(sk) = (__u64)sk;
+		si->quiet = 1;
 }
 
 static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 {
+	struct pg_scratch *scr;
 	struct sockinfo *si;
+	__u32 zero = 0;
 	struct io_args in = {};
 	__u16 family;
 
@@ -811,22 +854,24 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 
 		if (!us || sk->sk_type != SOCK_STREAM || us->addr)
 			return 0;
+		si = bpf_sk_storage_get(&sockinfo, sk, 0, 0);
 	} else if ((family != AF_INET && family != AF_INET6) || sk->sk_protocol != IPPROTO_TCP) {
 		return 0;
-	} else if (*quiet_slot(sk) == (__u64)sk && !tls_entered) {
-		/* Not once TLS is in use: a backend that is a TLS client itself
-		 * (a foreign data wrapper) must tie its server-side SSL calls to
-		 * this socket, or their plaintext would pass for its client
-		 * connection's. */
-		return 0;
+	} else {
+		si = tcp_info(sk);
 	}
-	si = bpf_sk_storage_get(&sockinfo, sk, 0, 0);
 	if (!si) {
 		si = classify(sk, family);
 		if (!si)
 			return 0;
 		if (si->kind == SK_TCP && is_pg_port(sk->__sk_common.skc_num))
-			quiet(sk);
+			quiet(sk, si);
+	} else if (si->quiet && !tls_entered) {
+		/* Not once TLS is in use: a backend that is a TLS client itself
+		 * (a foreign data wrapper) must tie its server-side SSL calls to
+		 * this socket, or their plaintext would pass for its client
+		 * connection's. */
+		return 0;
 	}
 	/* A change of direction to sending starts an exchange: a request on
 	 * a client's end, its reply on a server's.  A keep-alive connection
@@ -834,7 +879,7 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 	if (si->last_dir != dir + 1 && si->kind != SK_OTHER) {
 		if (si->server && !si->last_dir && dir == PG_DIR_BACKEND && pg_startup(ret)) {
 			si->server = 0;
-			quiet(sk);
+			quiet(sk, si);
 		}
 		si->last_dir = dir + 1;
 		si->exchanges += dir == PG_DIR_FRONTEND;
@@ -864,7 +909,11 @@ static __always_inline int sock_io(struct sock *sk, int ret, __u32 dir)
 		if (si->kind != SK_PG)
 			return 0;
 	}
-	pg_io(sk, si, &in, ret, dir, family);
+	scr = bpf_map_lookup_elem(&pgscratch, &zero);
+	if (!scr)
+		return 0;
+	scr->ev.sock = (__u64)sk;
+	pg_io(scr, si, &in, ret, dir);
 	return 0;
 }
 

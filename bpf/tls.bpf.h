@@ -125,6 +125,8 @@ static __always_inline void tls_plain(__u64 sk, __u64 buf, __u64 n, __u32 dir)
 {
 	struct tls_stream *s = bpf_map_lookup_elem(&tls_streams, &sk);
 	struct io_args in = { .arg = buf, .known = true };
+	struct pg_scratch *scr;
+	__u32 zero = 0;
 
 	if (!s) {
 		struct tls_stream fresh = {};
@@ -147,7 +149,9 @@ static __always_inline void tls_plain(__u64 sk, __u64 buf, __u64 n, __u32 dir)
 			dir == PG_DIR_FRONTEND && n >= 8 && looks_untyped(b));
 	}
 	in.nr = dir == PG_DIR_FRONTEND ? NR_write : NR_read;
-	pg_frame(sk | PG_TLS_STREAM, &s->ps, &in, n, dir, bpf_ktime_get_ns());
+	scr = bpf_map_lookup_elem(&pgscratch, &zero);
+	if (scr)
+		pg_frame(scr, sk | PG_TLS_STREAM, &s->ps, &in, n, dir, bpf_ktime_get_ns());
 }
 
 SEC("uprobe")
