@@ -37,7 +37,6 @@ enum seams_counter {
 	CNT_PG_LOST,        /* PostgreSQL bytes lost: out of step, or their CPU's ring full */
 	CNT_PG_EVENTS_LOST, /* PostgreSQL data events dropped (their CPU's ring full) */
 	CNT_PG_FULL,        /* per-socket state could not be allocated: socket not traced */
-	CNT_PG_COPIED,      /* PostgreSQL bytes copied to the collector */
 	CNT_NEST_FULL,      /* per-thread nesting state could not be allocated */
 	CNT_TLS_FULL,       /* TLS table full: a TLS connection's plaintext not traced */
 	CNT_MAX,

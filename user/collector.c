@@ -50,6 +50,8 @@ static void on_event(void *ctx, const void *data, size_t size)
 		return;
 	c->events++;
 	if (h->type == EV_PG_DATA) {
+		if (size >= sizeof(struct pg_data_event))
+			c->pg_copied += ((const struct pg_data_event *)data)->len;
 		pgtrack_record(&c->pg, data, size);
 		return;
 	}
@@ -286,7 +288,7 @@ static void fill_capture(struct collector *c, struct graph *g, int which)
 	json_object_set_new(cap, "tls_unprobed_processes", json_integer((json_int_t)tls.unprobed));
 	json_object_set_new(cap, "tls_released_processes", json_integer((json_int_t)tls.released));
 	json_object_set_new(cap, "tls_untraced_connections", json_integer((json_int_t)cnt[CNT_TLS_FULL]));
-	json_object_set_new(cap, "pg_bytes_copied", json_integer((json_int_t)cnt[CNT_PG_COPIED]));
+	json_object_set_new(cap, "pg_bytes_copied", json_integer((json_int_t)c->pg_copied));
 	json_object_set_new(cap, "pg_bytes_skipped", json_integer((json_int_t)cnt[CNT_PG_SKIPPED]));
 	json_object_set_new(cap, "pg_lost_bytes", json_integer((json_int_t)cnt[CNT_PG_LOST]));
 	json_object_set_new(cap, "pg_events_lost", json_integer((json_int_t)cnt[CNT_PG_EVENTS_LOST]));

@@ -24,6 +24,9 @@
 # seen from their start, as a capture sees most, and PostgreSQL's end of
 # them is known for what it is.  Otherwise pgbench runs throughout, and its
 # connections are older than every capture.
+# RATE=N runs pgbench at N transactions a second (-R) instead of flat out:
+# at the rates pg_cpu_per_tx.sh measures, the caches are cold between two
+# calls of a connection, and each line a program touches costs a miss.
 set -euo pipefail
 source "$(dirname "$0")/../lib.sh"
 require_root; require_cmd jq bpftool
@@ -45,8 +48,10 @@ old_stats=$(sysctl -n kernel.bpf_stats_enabled)
 restore_stats() { sysctl -qw kernel.bpf_stats_enabled="$old_stats"; }
 trap 'restore_stats; cleanup' EXIT
 
+rate=()
+[ -z "${RATE:-}" ] || rate=(-R "$RATE")
 pgbench_start() {
-	cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 -T "$1" -h 127.0.0.1 \
+	cg_exec bench runuser -u postgres -- "$PG_BIN/pgbench" -c 4 -j 2 "${rate[@]}" -T "$1" -h 127.0.0.1 \
 		-p "$PGPORT" postgres > "$TEST_TMP/pgbench.out" 2>&1
 }
 fresh=0
