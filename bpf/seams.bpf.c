@@ -449,6 +449,9 @@ static __always_inline struct sockinfo *classify(struct sock *sk, __u16 family)
 			si = &s->si;
 			goto found;
 		}
+		/* Nothing is lost, each call costs a helper more: said so, for a
+		 * host with far more busy sockets than slots. */
+		count(CNT_NO_SLOT);
 	}
 	si = bpf_sk_storage_get(&sockinfo, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!si) {

@@ -39,6 +39,7 @@ enum seams_counter {
 	CNT_PG_FULL,        /* per-socket state could not be allocated: socket not traced */
 	CNT_NEST_FULL,      /* per-thread nesting state could not be allocated */
 	CNT_TLS_FULL,       /* TLS table full: a TLS connection's plaintext not traced */
+	CNT_NO_SLOT,        /* traced TCP socket whose slot was in use: state in socket storage */
 	CNT_MAX,
 };
 

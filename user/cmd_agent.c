@@ -68,6 +68,7 @@ static void usage(FILE *f)
 		"        db_collection_name,db_operation_name,error_type,client} (histogram)\n"
 		"      seams_build_info, seams_events_total, seams_events_lost_total,\n"
 		"      seams_pg_bytes_lost_total, seams_untracked_connections_total,\n"
+		"      seams_sockets_without_slot_total,\n"
 		"      seams_series_dropped_total{reason}, seams_drain_errors_total,\n"
 		"      seams_evicted_total, seams_open_connections, seams_pg_statements_total,\n"
 		"      seams_pg_tls_connections_total, seams_pg_encrypted_connections_total,\n"

@@ -288,6 +288,7 @@ static void fill_capture(struct collector *c, struct graph *g, int which)
 	json_object_set_new(cap, "tls_unprobed_processes", json_integer((json_int_t)tls.unprobed));
 	json_object_set_new(cap, "tls_released_processes", json_integer((json_int_t)tls.released));
 	json_object_set_new(cap, "tls_untraced_connections", json_integer((json_int_t)cnt[CNT_TLS_FULL]));
+	json_object_set_new(cap, "sockets_without_slot", json_integer((json_int_t)cnt[CNT_NO_SLOT]));
 	json_object_set_new(cap, "pg_bytes_copied", json_integer((json_int_t)c->pg_copied));
 	json_object_set_new(cap, "pg_bytes_skipped", json_integer((json_int_t)cnt[CNT_PG_SKIPPED]));
 	json_object_set_new(cap, "pg_lost_bytes", json_integer((json_int_t)cnt[CNT_PG_LOST]));

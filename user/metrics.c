@@ -221,6 +221,9 @@ static void self_metrics(struct strbuf *b, const struct collector *c)
 		    "Connections the kernel side had no room to track");
 	prom_sample(b, "seams_untracked_connections_total", NULL,
 		    (double)(c->cnt[CNT_SOCK_FULL] + c->cnt[CNT_PG_FULL]));
+	prom_family(b, "seams_sockets_without_slot_total", "counter",
+		    "Traced TCP sockets whose kernel slot was in use: kept in socket storage, at a helper call more per call");
+	prom_sample(b, "seams_sockets_without_slot_total", NULL, (double)c->cnt[CNT_NO_SLOT]);
 	prom_family(b, "seams_series_dropped_total", "counter",
 		    "Series folded into ~other or not kept, by the limit that was reached");
 	for (int i = 0; i < DROP_NR; i++) {
